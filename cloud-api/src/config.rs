@@ -1,0 +1,179 @@
+//! Configuration: defaults, then a TOML file, then `METCON_*` environment variables.
+//!
+//! Every field has a default that runs a one-box install (embedded SQLite in `./data`), so
+//! the server starts with no file at all. Secrets are never taken from the TOML file into
+//! logs: `Config`'s `Debug` output leaves them out.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (the chosen address is printed).
+    pub listen: SocketAddr,
+    /// Folder for the database, the token secret and (later) photos.
+    pub data_dir: PathBuf,
+    /// SQLite file; relative paths are inside `data_dir`.
+    pub database: PathBuf,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// tracing filter, e.g. `info,metcon_cloud=debug`.
+    pub log_filter: String,
+    /// Secret for signing access tokens (≥ 32 bytes). Unset: generated once and kept in
+    /// `data_dir/token.secret` with mode 0600.
+    pub token_secret: Option<String>,
+    pub access_token_minutes: i64,
+    pub refresh_token_hours: i64,
+    /// A session unused for this long is over: the next request must log in again.
+    pub idle_timeout_seconds: i64,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Set the `Secure` attribute on cookies. Turn off only for plain-HTTP development.
+    pub cookie_secure: bool,
+    /// Public base URL printed at start, e.g. `https://metcon.plant.example`.
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            database: PathBuf::from("metcon.db"),
+            log_format: LogFormat::Human,
+            log_filter: "info".into(),
+            token_secret: None,
+            access_token_minutes: 15,
+            refresh_token_hours: 12,
+            idle_timeout_seconds: 30 * 60,
+            max_body_bytes: 1024 * 1024,
+            cookie_secure: true,
+            public_url: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database)
+            .field("log_format", &self.log_format)
+            .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
+            .field("access_token_minutes", &self.access_token_minutes)
+            .field("refresh_token_hours", &self.refresh_token_hours)
+            .field("idle_timeout_seconds", &self.idle_timeout_seconds)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("cookie_secure", &self.cookie_secure)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults ← `file` (if given) ← environment (`METCON_LISTEN`, `METCON_DATA_DIR`, …).
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Missing(path.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        let config: Config = fig
+            .merge(Env::prefixed("METCON_").ignore(&["config", "log", "new_password"]))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(format!("configuration: {e}")))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("configuration: {m}")));
+        if self.access_token_minutes < 1 || self.access_token_minutes > 60 {
+            return bad("access_token_minutes must be between 1 and 60");
+        }
+        if self.idle_timeout_seconds < 1 {
+            return bad("idle_timeout_seconds must be at least 1");
+        }
+        if self.refresh_token_hours < 1 {
+            return bad("refresh_token_hours must be at least 1");
+        }
+        if self.max_body_bytes < 1024 {
+            return bad("max_body_bytes must be at least 1024");
+        }
+        if let Some(s) = &self.token_secret {
+            if s.len() < 32 {
+                return bad("token_secret must be at least 32 characters");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        if self.database.is_absolute() {
+            self.database.clone()
+        } else {
+            self.data_dir.join(&self.database)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_file_overrides() {
+        let dir = std::env::temp_dir().join(format!("metcon-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("metcon.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9999\"\nidle_timeout_seconds = 600\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&file)).expect("valid");
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.idle_timeout_seconds, 600);
+        std::fs::write(&file, "listen = \"nonsense\"\n").expect("write");
+        let err = Config::load(Some(&file)).expect_err("invalid");
+        assert!(err.to_string().contains("listen"), "{err}");
+        std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").expect("write");
+        assert!(Config::load(Some(&file)).is_err());
+        assert!(matches!(
+            Config::load(Some(&dir.join("absent.toml"))),
+            Err(ConfigError::Missing(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let c = Config {
+            token_secret: Some("super-secret-value-that-is-long-enough".into()),
+            ..Config::default()
+        };
+        assert!(!format!("{c:?}").contains("super-secret"));
+    }
+}

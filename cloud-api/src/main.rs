@@ -1,0 +1,185 @@
+//! `metcon-cloud`: serve the API, run the demo, manage users, verify the audit chain.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use metcon_cloud::auth::password;
+use metcon_cloud::store::{NewAudit, User};
+use metcon_cloud::{app, audit, config::Config, demo, telemetry};
+use metcon_shared::role::Role;
+use time::OffsetDateTime;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "metcon-cloud",
+    version,
+    about = "METCON cloud API: chain of custody for precious-metal refineries"
+)]
+struct Cli {
+    /// TOML configuration file (environment variables METCON_* override it).
+    #[arg(long, global = true, env = "METCON_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Serve with demo data: a gold refining flow and one user per role.
+    Demo,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Work with the audit chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from METCON_NEW_PASSWORD or the first line of stdin.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        role: String,
+        /// Comma-separated station ids (operators and supervisors).
+        #[arg(long, value_delimiter = ',')]
+        stations: Vec<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the chain and report every edited, inserted or deleted record (exit code 1 if any).
+    Verify,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    telemetry::init(&config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("while starting the async runtime")?;
+    rt.block_on(run(cli.command.unwrap_or(Command::Serve), config))
+}
+
+async fn run(command: Command, config: Config) -> Result<()> {
+    match command {
+        Command::Serve => {
+            let store = app::open_store(&config)?;
+            let state = app::state(config, store.clone())?;
+            let base = base_url(&state.config);
+            app::offer_setup_token(store.as_ref(), &base).await?;
+            app::serve(state, |_| {}).await
+        }
+        Command::Demo => {
+            let store = app::open_store(&config)?;
+            let creds = demo::seed(store.as_ref(), &config.data_dir).await?;
+            let state = app::state(config, store)?;
+            let public = state.config.public_url.clone();
+            app::serve(state, move |addr| {
+                let url = public.unwrap_or_else(|| format!("http://{addr}"));
+                println!();
+                println!("METCON demo is running at {url}  (API: {url}/api, OpenAPI: {url}/api/openapi.json)");
+                println!("Flow `{}` (Receiving, Refining, Assay, Casting, QC) is published. Log in with:", demo::FLOW_ID);
+                for (user, pw, role) in &creds {
+                    println!("  {role:<10} username {user:<10} password {pw}");
+                }
+                println!("  curl -X POST {url}/api/auth/login -H 'content-type: application/json' -d '{{\"username\":\"operator\",\"password\":\"…\"}}'");
+                println!("Stop with Ctrl-C. Data lives in the data folder; delete it to start over.");
+            })
+            .await
+        }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    username,
+                    role,
+                    stations,
+                    display_name,
+                },
+        } => {
+            let role: Role = role.parse()?;
+            let username = username.trim().to_ascii_lowercase();
+            let pw = match std::env::var("METCON_NEW_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    eprintln!(
+                        "Password for {username} (at least {} characters), then Enter:",
+                        password::MIN_LENGTH
+                    );
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .lock()
+                        .read_line(&mut line)
+                        .context("while reading the password from stdin")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let hash = password::hash(&pw)?;
+            let store = app::open_store(&config)?;
+            let now = OffsetDateTime::now_utc();
+            let user = User {
+                id: uuid::Uuid::new_v4().to_string(),
+                display_name: display_name.unwrap_or_else(|| username.clone()),
+                username: username.clone(),
+                role,
+                stations,
+                active: true,
+                password_hash: hash,
+                created_at: now,
+                updated_at: now,
+            };
+            let a = NewAudit {
+                at: now,
+                actor: "system".into(),
+                action: "user_created".into(),
+                target: format!("user:{username}"),
+                details: serde_json::json!({ "role": role, "via": "command line" }),
+                ip: None,
+            };
+            store.create_user(&user, &[a]).await?;
+            println!("created {role} {username}");
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let store = app::open_store(&config)?;
+            let report = audit::verify(store.as_ref()).await?;
+            if report.ok {
+                println!("audit chain intact: {} records", report.records);
+                Ok(())
+            } else {
+                for b in &report.breaks {
+                    println!("record {}: {}", b.seq, b.problem);
+                }
+                bail!(
+                    "audit chain broken: {} problem(s) in {} records",
+                    report.breaks.len(),
+                    report.records
+                )
+            }
+        }
+    }
+}
+
+fn base_url(config: &Config) -> String {
+    config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen))
+}

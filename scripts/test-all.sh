@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh Debian machine, installing what the tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+# Debian's mosquitto package starts a system broker on port 1883; tests start their own.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop mosquitto >/dev/null 2>&1 || true; fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
+fi
+
+cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+# nextest does not run doc tests.
+cargo test --workspace --doc

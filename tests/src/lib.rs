@@ -1,0 +1,91 @@
+//! End-to-end helpers: start the real `metcon-cloud` binary and wait until it listens.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A running `metcon-cloud`, killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    pub base: String,
+    pub setup_token: Option<String>,
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The binary next to the running executable (`target/<profile>/metcon-cloud`).
+pub fn sibling_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe
+        .parent()
+        .context("executable has no folder")?
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found; build it first (cargo build -p metcon-cloud)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+impl Server {
+    /// Starts `bin serve` on a free loopback port with `data_dir`.
+    pub fn start(bin: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Result<Server> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .env("METCON_LISTEN", "127.0.0.1:0")
+            .env("METCON_DATA_DIR", data_dir)
+            .env("METCON_COOKIE_SECURE", "false")
+            .env("METCON_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("while starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut setup_token = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .context("metcon-cloud did not start listening within 60 s")?;
+            if let Some(t) = line.trim().strip_prefix("SETUP TOKEN: ") {
+                setup_token = Some(t.to_string());
+            }
+            if let Some(addr) = line.strip_prefix("METCON listening on ") {
+                return Ok(Server {
+                    base: addr.trim().to_string(),
+                    setup_token,
+                    child,
+                });
+            }
+        }
+    }
+}
