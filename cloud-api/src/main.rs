@@ -96,7 +96,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
                 println!("METCON demo is running at {url}  (API: {url}/api, OpenAPI: {url}/api/openapi.json)");
                 println!("Flow `{}` (Receiving, Refining, Assay, Casting, QC) is published. Log in with:", demo::FLOW_ID);
                 for (user, pw, role) in &creds {
-                    println!("  {role:<10} username {user:<10} password {pw}");
+                    println!("  {:<10} username {user:<10} password {pw}", role.as_str());
                 }
                 println!("  curl -X POST {url}/api/auth/login -H 'content-type: application/json' -d '{{\"username\":\"operator\",\"password\":\"…\"}}'");
                 println!("Stop with Ctrl-C. Data lives in the data folder; delete it to start over.");
@@ -113,7 +113,13 @@ async fn run(command: Command, config: Config) -> Result<()> {
                 },
         } => {
             let role: Role = role.parse()?;
-            let username = username.trim().to_ascii_lowercase();
+            let username = metcon_cloud::http::users::parse_username(&username)
+                .map_err(|e| anyhow::anyhow!(e.detail))?;
+            if let Some(bad) = stations.iter().find(|s| !metcon_shared::flow::is_slug(s)) {
+                bail!(
+                    "station {bad:?} is not a station id (lowercase letters, digits, '_' or '-')"
+                );
+            }
             let pw = match std::env::var("METCON_NEW_PASSWORD") {
                 Ok(p) => p,
                 Err(_) => {

@@ -31,6 +31,9 @@ use crate::config::Config;
 use crate::store::Store;
 use error::ApiError;
 
+/// Published flow versions by `(flow_id, version)`.
+pub type FlowCache = HashMap<(String, u32), Arc<Flow>>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -40,7 +43,7 @@ pub struct AppState {
     pub throttle: Arc<LoginThrottle>,
     pub metrics: Option<PrometheusHandle>,
     /// Published flow versions never change; batches look theirs up on every command.
-    pub flow_cache: Arc<Mutex<HashMap<(String, u32), Arc<Flow>>>>,
+    pub flow_cache: Arc<Mutex<FlowCache>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -6,6 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{audit_log, batches, flows, session, users};
 
+#[derive(Debug)]
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -23,7 +24,7 @@ impl Modify for BearerAuth {
     }
 }
 
-#[derive(OpenApi)]
+#[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "METCON API", description = "Chain of custody for precious-metal refineries. Errors are RFC 9457 problem+json."),
     paths(

@@ -111,6 +111,10 @@ impl App {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn db_path(&self) -> std::path::PathBuf {
         self.dir.path().join("metcon.db")
     }
