@@ -19,6 +19,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+# Libraries, binaries and integration tests; the benches (harness = false) are run by hand,
+# see docs/benchmarks.md.
+cargo nextest run --workspace --lib --bins --tests --no-fail-fast "$@"
 # nextest does not run doc tests.
 cargo test --workspace --doc

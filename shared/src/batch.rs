@@ -970,3 +970,6 @@ fn normalize_payload(p: &StepPayload) -> StepPayload {
         other => other.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests;

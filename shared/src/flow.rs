@@ -162,6 +162,15 @@ pub fn is_slug(s: &str) -> bool {
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
+/// Whether `value` in `unit`, converted to milligrams and multiplied by `factor`, stays within
+/// `Decimal`'s range (its arithmetic operators panic on overflow).
+fn fits_in_milligrams(value: Decimal, unit: MassUnit, factor: u32) -> bool {
+    value
+        .checked_mul(unit.milligrams())
+        .and_then(|mg| mg.checked_mul(Decimal::from(factor)))
+        .is_some()
+}
+
 impl FlowContent {
     /// Every problem with this content, in document order; empty means valid.
     pub fn problems(&self) -> Vec<FlowProblem> {
@@ -258,28 +267,44 @@ impl FlowContent {
                         unit,
                         tolerance,
                     } => {
-                        let expected = Mass::new(*expected_mass, *unit);
+                        let expected = match Mass::new(*expected_mass, *unit) {
+                            Ok(m) if m.value().is_zero() => None,
+                            Ok(m) => Some(m),
+                            Err(_) => None,
+                        };
+                        // Tolerance decisions multiply the expected mass in milligrams by up to
+                        // 100 (a relative tolerance): refuse masses where that would overflow.
+                        let computable = |m: &Mass| fits_in_milligrams(m.value(), m.unit(), 100);
                         match &expected {
-                            Ok(m) if m.value().is_zero() => problem(
+                            None => problem(
                                 format!("{tp}.expected_mass"),
                                 "the expected mass must be greater than zero",
                             ),
-                            Err(_) => problem(
+                            Some(m) if !computable(m) => problem(
                                 format!("{tp}.expected_mass"),
-                                "the expected mass must be greater than zero",
+                                "the expected mass is too large to compute with",
                             ),
-                            Ok(_) => {}
+                            Some(_) => {}
                         }
                         if let Err(e) = tolerance.validate() {
                             problem(format!("{tp}.tolerance"), &e.to_string());
-                        } else if let (Ok(m), Tolerance::Absolute { .. }) = (&expected, tolerance) {
-                            if !m.value().is_zero()
-                                && tolerance.allowed_milligrams(m) >= m.to_milligrams()
-                            {
+                        } else if let Tolerance::Absolute {
+                            value,
+                            unit: t_unit,
+                        } = tolerance
+                        {
+                            if !fits_in_milligrams(*value, *t_unit, 1) {
                                 problem(
                                     format!("{tp}.tolerance"),
-                                    "an absolute tolerance must be smaller than the expected mass",
+                                    "the tolerance is too large to compute with",
                                 );
+                            } else if let Some(m) = expected.as_ref().filter(|m| computable(m)) {
+                                if tolerance.allowed_milligrams(m) >= m.to_milligrams() {
+                                    problem(
+                                        format!("{tp}.tolerance"),
+                                        "an absolute tolerance must be smaller than the expected mass",
+                                    );
+                                }
                             }
                         }
                     }
@@ -421,5 +446,621 @@ impl Flow {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tolerance::ToleranceError;
+    use time::macros::datetime;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str_exact(s).expect("test literal")
+    }
+
+    fn step(id: &str, kind: StepKind) -> Step {
+        Step {
+            step_id: id.into(),
+            name: format!("Step {id}"),
+            kind,
+        }
+    }
+
+    fn mass_check(expected: &str, unit: MassUnit, tolerance: Tolerance) -> StepKind {
+        StepKind::MassCheck {
+            expected_mass: d(expected),
+            unit,
+            tolerance,
+        }
+    }
+
+    fn abs_g(v: &str) -> Tolerance {
+        Tolerance::Absolute {
+            value: d(v),
+            unit: MassUnit::G,
+        }
+    }
+
+    /// A valid flow with every step type: receiving (instruction, checklist, mass check) and
+    /// assay (signature, photo).
+    fn valid() -> FlowContent {
+        FlowContent {
+            name: "Gold Refining".into(),
+            pipeline: "gold".into(),
+            stations: vec![
+                Station {
+                    station_id: "receiving".into(),
+                    name: "Receiving".into(),
+                    steps: vec![
+                        step(
+                            "recv-read",
+                            StepKind::Instruction {
+                                text: "Open the sealed bag on the tray.".into(),
+                            },
+                        ),
+                        step(
+                            "recv-check",
+                            StepKind::Checklist {
+                                items: vec!["Seal intact".into(), "Label matches".into()],
+                            },
+                        ),
+                        step("recv-weigh", mass_check("150", MassUnit::G, abs_g("0.5"))),
+                    ],
+                },
+                Station {
+                    station_id: "assay".into(),
+                    name: "Assay".into(),
+                    steps: vec![
+                        step(
+                            "assay-sign",
+                            StepKind::Signature {
+                                meaning: "Verified by".into(),
+                            },
+                        ),
+                        step(
+                            "assay-photo",
+                            StepKind::Photo {
+                                prompt: "Photograph the button on the scale".into(),
+                            },
+                        ),
+                    ],
+                },
+            ],
+        }
+    }
+
+    fn paths(c: &FlowContent) -> Vec<String> {
+        c.problems().into_iter().map(|p| p.path).collect()
+    }
+
+    /// The single problem of `c`; fails if there are none or several.
+    fn only_problem(c: &FlowContent) -> FlowProblem {
+        let mut problems = c.problems();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        problems.remove(0)
+    }
+
+    fn kind_mut(c: &mut FlowContent, station: usize, step: usize) -> &mut StepKind {
+        &mut c.stations[station].steps[step].kind
+    }
+
+    #[test]
+    fn a_valid_flow_has_no_problems() {
+        assert_eq!(valid().problems(), vec![]);
+        assert_eq!(valid().step_count(), 5);
+        assert_eq!(valid().index_of("assay-sign"), Some(3));
+        assert_eq!(valid().index_of("nope"), None);
+        let c = valid();
+        let (station, s) = c.step_at(2).expect("five steps");
+        assert_eq!(
+            (station.station_id.as_str(), s.step_id.as_str()),
+            ("receiving", "recv-weigh")
+        );
+        assert!(c.step_at(5).is_none());
+    }
+
+    #[test]
+    fn slugs() {
+        for ok in ["gold", "pgm", "a", "0-x", "recv_weigh-2", &"a".repeat(64)] {
+            assert!(is_slug(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "Gold",
+            "-gold",
+            "_x",
+            "go ld",
+            "gold!",
+            "göld",
+            &"a".repeat(65),
+        ] {
+            assert!(!is_slug(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_flow_needs_a_name() {
+        let mut c = valid();
+        c.name = "  \t".into();
+        let p = only_problem(&c);
+        assert_eq!(p.path, "name");
+        assert!(p.message.contains("name"), "{}", p.message);
+    }
+
+    #[test]
+    fn the_pipeline_is_a_slug() {
+        for bad in ["", "Gold", "gold refining", "-gold"] {
+            let mut c = valid();
+            c.pipeline = bad.into();
+            assert_eq!(only_problem(&c).path, "pipeline", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_flow_needs_a_station() {
+        let mut c = valid();
+        c.stations.clear();
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations");
+        assert!(p.message.contains("at least one station"), "{}", p.message);
+    }
+
+    #[test]
+    fn station_ids_are_slugs_and_unique() {
+        let mut c = valid();
+        c.stations[1].station_id = "Assay Lab".into();
+        assert_eq!(only_problem(&c).path, "stations[1].station_id");
+
+        let mut c = valid();
+        c.stations[1].station_id = "receiving".into();
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations[1].station_id");
+        assert!(p.message.contains("earlier station"), "{}", p.message);
+    }
+
+    #[test]
+    fn stations_need_a_name_and_a_step() {
+        let mut c = valid();
+        c.stations[0].name = " ".into();
+        assert_eq!(only_problem(&c).path, "stations[0].name");
+
+        let mut c = valid();
+        c.stations[1].steps.clear();
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations[1].steps");
+        assert!(p.message.contains("at least one step"), "{}", p.message);
+    }
+
+    #[test]
+    fn step_ids_are_slugs_and_unique_across_the_flow() {
+        let mut c = valid();
+        c.stations[0].steps[1].step_id = "".into();
+        assert_eq!(only_problem(&c).path, "stations[0].steps[1].step_id");
+
+        // The same id at another station is still a duplicate.
+        let mut c = valid();
+        c.stations[1].steps[0].step_id = "recv-read".into();
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations[1].steps[0].step_id");
+        assert!(p.message.contains("unique"), "{}", p.message);
+    }
+
+    #[test]
+    fn steps_need_a_name() {
+        let mut c = valid();
+        c.stations[1].steps[1].name = "".into();
+        assert_eq!(only_problem(&c).path, "stations[1].steps[1].name");
+    }
+
+    #[test]
+    fn an_instruction_needs_text() {
+        let mut c = valid();
+        *kind_mut(&mut c, 0, 0) = StepKind::Instruction { text: "\n".into() };
+        assert_eq!(only_problem(&c).path, "stations[0].steps[0].text");
+    }
+
+    #[test]
+    fn a_checklist_needs_distinct_non_empty_items() {
+        let mut c = valid();
+        *kind_mut(&mut c, 0, 1) = StepKind::Checklist { items: vec![] };
+        assert_eq!(only_problem(&c).path, "stations[0].steps[1].items");
+
+        let mut c = valid();
+        *kind_mut(&mut c, 0, 1) = StepKind::Checklist {
+            items: vec!["Seal intact".into(), " ".into()],
+        };
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations[0].steps[1].items[1]");
+        assert!(p.message.contains("empty"), "{}", p.message);
+
+        let mut c = valid();
+        *kind_mut(&mut c, 0, 1) = StepKind::Checklist {
+            items: vec!["Seal intact".into(), "Label".into(), "Seal intact ".into()],
+        };
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations[0].steps[1].items[2]");
+        assert!(p.message.contains("already"), "{}", p.message);
+    }
+
+    #[test]
+    fn the_expected_mass_is_positive() {
+        for bad in ["0", "0.000", "-1"] {
+            let mut c = valid();
+            *kind_mut(&mut c, 0, 2) = mass_check(bad, MassUnit::G, abs_g("0.5"));
+            let p = only_problem(&c);
+            assert_eq!(p.path, "stations[0].steps[2].expected_mass", "{bad}");
+            assert!(p.message.contains("greater than zero"), "{}", p.message);
+        }
+    }
+
+    #[test]
+    fn the_tolerance_must_be_usable() {
+        let mut c = valid();
+        *kind_mut(&mut c, 0, 2) = mass_check("150", MassUnit::G, abs_g("-0.5"));
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations[0].steps[2].tolerance");
+        assert_eq!(p.message, ToleranceError::Negative.to_string());
+
+        let mut c = valid();
+        *kind_mut(&mut c, 0, 2) = mass_check(
+            "150",
+            MassUnit::G,
+            Tolerance::Relative {
+                percent: d("100.01"),
+            },
+        );
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations[0].steps[2].tolerance");
+        assert_eq!(p.message, ToleranceError::OverHundredPercent.to_string());
+
+        // 100 % and 0 are usable bounds.
+        for percent in ["100", "0"] {
+            let mut c = valid();
+            *kind_mut(&mut c, 0, 2) = mass_check(
+                "150",
+                MassUnit::G,
+                Tolerance::Relative {
+                    percent: d(percent),
+                },
+            );
+            assert_eq!(c.problems(), vec![], "{percent}");
+        }
+    }
+
+    #[test]
+    fn an_absolute_tolerance_is_smaller_than_the_expected_mass_compared_exactly() {
+        // 1 kg expected: 1000 g of tolerance is not smaller, 999.9999 g is; units differ.
+        let mut c = valid();
+        *kind_mut(&mut c, 0, 2) = mass_check("1", MassUnit::Kg, abs_g("1000"));
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations[0].steps[2].tolerance");
+        assert!(
+            p.message.contains("smaller than the expected mass"),
+            "{}",
+            p.message
+        );
+
+        *kind_mut(&mut c, 0, 2) = mass_check("1", MassUnit::Kg, abs_g("999.9999"));
+        assert_eq!(c.problems(), vec![]);
+
+        // 1 ozt = 31103.4768 mg exactly.
+        let mg = |v: &str| Tolerance::Absolute {
+            value: d(v),
+            unit: MassUnit::Mg,
+        };
+        *kind_mut(&mut c, 0, 2) = mass_check("1", MassUnit::Ozt, mg("31103.4768"));
+        assert_eq!(paths(&c), vec!["stations[0].steps[2].tolerance"]);
+        *kind_mut(&mut c, 0, 2) = mass_check("1", MassUnit::Ozt, mg("31103.4767"));
+        assert_eq!(c.problems(), vec![]);
+    }
+
+    #[test]
+    fn huge_masses_are_problems_not_panics() {
+        let mut c = valid();
+        *kind_mut(&mut c, 0, 2) = mass_check(&Decimal::MAX.to_string(), MassUnit::Kg, abs_g("1"));
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations[0].steps[2].expected_mass");
+        assert!(p.message.contains("too large"), "{}", p.message);
+
+        *kind_mut(&mut c, 0, 2) = mass_check(
+            "150",
+            MassUnit::G,
+            Tolerance::Absolute {
+                value: Decimal::MAX,
+                unit: MassUnit::Kg,
+            },
+        );
+        assert_eq!(paths(&c), vec!["stations[0].steps[2].tolerance"]);
+    }
+
+    #[test]
+    fn a_signature_needs_a_meaning_and_a_photo_a_prompt() {
+        let mut c = valid();
+        *kind_mut(&mut c, 1, 0) = StepKind::Signature {
+            meaning: " ".into(),
+        };
+        let p = only_problem(&c);
+        assert_eq!(p.path, "stations[1].steps[0].meaning");
+        assert!(p.message.contains("Released by"), "{}", p.message);
+
+        let mut c = valid();
+        *kind_mut(&mut c, 1, 1) = StepKind::Photo { prompt: "".into() };
+        assert_eq!(only_problem(&c).path, "stations[1].steps[1].prompt");
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_document_order() {
+        let mut c = valid();
+        c.name = "".into();
+        c.pipeline = "Gold".into();
+        c.stations[0].steps[0].name = "".into();
+        *kind_mut(&mut c, 0, 1) = StepKind::Checklist {
+            items: vec!["a".into(), "".into(), "a".into()],
+        };
+        *kind_mut(&mut c, 0, 2) = mass_check("0", MassUnit::G, abs_g("-1"));
+        c.stations[1].station_id = "receiving".into();
+        c.stations[1].name = "".into();
+        c.stations[1].steps[0].step_id = "recv-read".into();
+        *kind_mut(&mut c, 1, 1) = StepKind::Photo { prompt: "".into() };
+        c.stations.push(Station {
+            station_id: "Refining".into(),
+            name: "Refining".into(),
+            steps: vec![],
+        });
+        assert_eq!(
+            paths(&c),
+            vec![
+                "name",
+                "pipeline",
+                "stations[0].steps[0].name",
+                "stations[0].steps[1].items[1]",
+                "stations[0].steps[1].items[2]",
+                "stations[0].steps[2].expected_mass",
+                "stations[0].steps[2].tolerance",
+                "stations[1].station_id",
+                "stations[1].name",
+                "stations[1].steps[0].step_id",
+                "stations[1].steps[1].prompt",
+                "stations[2].station_id",
+                "stations[2].steps",
+            ]
+        );
+        assert!(c.problems().iter().all(|p| !p.message.trim().is_empty()));
+    }
+
+    /// Resolves a problem path (`a.b[1].c`) in a JSON value.
+    fn resolve<'v>(mut v: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
+        for segment in path.split('.') {
+            let (field, indexes) = segment.split_once('[').unwrap_or((segment, ""));
+            v = v.get(field)?;
+            for index in indexes.split('[').filter(|i| !i.is_empty()) {
+                v = v.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+            }
+        }
+        Some(v)
+    }
+
+    #[test]
+    fn problem_paths_point_at_fields_of_the_json_form() {
+        let mut c = valid();
+        c.name = "".into();
+        c.stations[0].station_id = "Bad".into();
+        *kind_mut(&mut c, 0, 0) = StepKind::Instruction { text: "".into() };
+        *kind_mut(&mut c, 0, 1) = StepKind::Checklist {
+            items: vec!["".into()],
+        };
+        *kind_mut(&mut c, 0, 2) = mass_check("1", MassUnit::G, abs_g("2"));
+        *kind_mut(&mut c, 1, 0) = StepKind::Signature { meaning: "".into() };
+        let json = serde_json::to_value(&c).expect("serialize");
+        let problems = c.problems();
+        assert_eq!(problems.len(), 6, "{problems:#?}");
+        for p in problems {
+            assert!(
+                resolve(&json, &p.path).is_some(),
+                "{} not in {json}",
+                p.path
+            );
+        }
+    }
+
+    const T0: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
+
+    fn draft(version: u32, content: FlowContent) -> Flow {
+        Flow::new_draft(
+            "gold-refining".into(),
+            version,
+            content,
+            "u-admin".into(),
+            T0,
+        )
+    }
+
+    fn active(version: u32) -> Flow {
+        let mut f = draft(version, valid());
+        f.publish(None, None, T0).expect("valid draft");
+        f
+    }
+
+    #[test]
+    fn a_new_draft_is_a_draft() {
+        let f = draft(1, valid());
+        assert_eq!(f.status, FlowStatus::Draft);
+        assert_eq!(f.effective_date, None);
+        assert_eq!(f.created_at, T0);
+    }
+
+    #[test]
+    fn drafts_can_be_edited_even_when_incomplete() {
+        let mut f = draft(1, valid());
+        let incomplete = FlowContent {
+            name: "".into(),
+            pipeline: "".into(),
+            stations: vec![],
+        };
+        f.edit(incomplete.clone())
+            .expect("drafts may be incomplete");
+        assert_eq!(f.content, incomplete);
+        assert_eq!(f.status, FlowStatus::Draft);
+    }
+
+    #[test]
+    fn active_and_archived_versions_cannot_be_edited() {
+        let mut f = active(1);
+        let mut changed = valid();
+        changed.name = "Changed".into();
+        let err = f.edit(changed.clone()).expect_err("active is immutable");
+        assert!(matches!(
+            err,
+            FlowError::NotDraft {
+                status: "active",
+                version: 1,
+                ..
+            }
+        ));
+        assert_eq!(f.content, valid());
+
+        f.archive().expect("active");
+        let err = f.edit(changed).expect_err("archived is immutable");
+        assert!(matches!(
+            err,
+            FlowError::NotDraft {
+                status: "archived",
+                ..
+            }
+        ));
+        assert_eq!(f.content, valid());
+    }
+
+    #[test]
+    fn publishing_archives_the_previous_active_version() {
+        let mut v1 = active(1);
+        let mut v2 = draft(2, valid());
+        v2.publish(Some(&mut v1), None, T0 + time::Duration::days(1))
+            .expect("valid");
+        assert_eq!(v2.status, FlowStatus::Active);
+        assert_eq!(v2.effective_date, Some(T0 + time::Duration::days(1)));
+        assert_eq!(v1.status, FlowStatus::Archived);
+        assert!(v1.check_startable(T0 + time::Duration::days(2)).is_err());
+        assert_eq!(v2.check_startable(T0 + time::Duration::days(1)), Ok(()));
+    }
+
+    #[test]
+    fn publishing_leaves_a_previous_version_that_is_not_active_alone() {
+        for status in [FlowStatus::Draft, FlowStatus::Archived] {
+            let mut other = draft(1, valid());
+            other.status = status;
+            let mut v2 = draft(2, valid());
+            v2.publish(Some(&mut other), None, T0).expect("valid");
+            assert_eq!(other.status, status);
+        }
+    }
+
+    #[test]
+    fn an_invalid_draft_is_not_published_and_nothing_changes() {
+        let mut content = valid();
+        content.name = "".into();
+        content.stations[1].steps.clear();
+        let mut v1 = active(1);
+        let mut v2 = draft(2, content.clone());
+        let (v1_before, v2_before) = (v1.clone(), v2.clone());
+        let err = v2
+            .publish(Some(&mut v1), None, T0)
+            .expect_err("invalid content");
+        assert_eq!(err, FlowError::Invalid(content.problems()));
+        assert_eq!(
+            err.to_string(),
+            "the flow has 2 problem(s); fix them before publishing"
+        );
+        assert_eq!(v1, v1_before);
+        assert_eq!(v2, v2_before);
+    }
+
+    #[test]
+    fn only_drafts_are_published() {
+        let mut v1 = active(1);
+        let mut v2 = active(2);
+        let v1_before = v1.clone();
+        let err = v2
+            .publish(Some(&mut v1), None, T0)
+            .expect_err("already active");
+        assert!(matches!(err, FlowError::NotDraft { version: 2, .. }));
+        assert_eq!(v1, v1_before);
+    }
+
+    #[test]
+    fn only_active_versions_are_archived() {
+        let mut f = draft(1, valid());
+        assert!(matches!(
+            f.archive(),
+            Err(FlowError::NotActive {
+                status: "draft",
+                ..
+            })
+        ));
+        assert_eq!(f.status, FlowStatus::Draft);
+        let mut f = active(1);
+        f.archive().expect("active");
+        assert_eq!(f.status, FlowStatus::Archived);
+        assert!(matches!(
+            f.archive(),
+            Err(FlowError::NotActive {
+                status: "archived",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_future_effective_date_is_not_startable_yet() {
+        let effective = datetime!(2026-04-01 00:00 UTC);
+        let mut f = draft(1, valid());
+        f.publish(None, Some(effective), T0).expect("valid");
+        assert_eq!(f.effective_date, Some(effective));
+        let err = f.check_startable(T0).expect_err("not yet");
+        assert_eq!(
+            err,
+            FlowError::NotYetEffective {
+                flow_id: "gold-refining".into(),
+                version: 1,
+                effective: "2026-04-01T00:00:00Z".into(),
+            }
+        );
+        // Effective from that instant on, inclusive.
+        assert_eq!(f.check_startable(effective), Ok(()));
+        assert_eq!(
+            f.check_startable(effective + time::Duration::seconds(1)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn drafts_and_archived_versions_are_not_startable() {
+        let f = draft(1, valid());
+        assert!(matches!(
+            f.check_startable(T0),
+            Err(FlowError::NotActive { .. })
+        ));
+        let mut f = active(1);
+        f.archive().expect("active");
+        assert!(matches!(
+            f.check_startable(T0),
+            Err(FlowError::NotActive { .. })
+        ));
+    }
+
+    #[test]
+    fn a_flow_round_trips_through_json() {
+        let f = active(3);
+        let json = serde_json::to_string(&f).expect("serialize");
+        let back: Flow = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, f);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(v["stations"][0]["steps"][2]["type"], "mass_check");
+        assert_eq!(
+            v["stations"][0]["steps"][2]["tolerance"]["kind"],
+            "absolute"
+        );
+        assert_eq!(v["status"], "active");
     }
 }

@@ -109,6 +109,7 @@ pub struct Mass {
 
 /// Wire form: `{"value": "148.3", "unit": "g"}`; the value may also be a JSON number.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MassRepr {
     value: Decimal,
     unit: MassUnit,

@@ -102,23 +102,33 @@ where
 }
 
 /// Parses JSON, naming the path of the first bad field.
+///
+/// Syntax is checked on its own first: serde_json reports some type mismatches (a number
+/// where an enum is expected) as syntax errors, and trailing data after the value is only
+/// caught by a full parse. Valid JSON of the wrong shape is a 422 with the field's path.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::bad_request(format!(
+            "the body is not valid JSON: {e}"
+        )));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request(format!("the body is not valid JSON: {inner}"))
+        let message = if inner.is_syntax() || inner.is_eof() {
+            // Valid JSON (checked above): serde_json's way of saying "wrong type here".
+            "has the wrong type for this field".to_string()
         } else {
-            let at = if path == "." {
-                "the body".to_string()
-            } else {
-                format!("field `{path}`")
-            };
-            ApiError::unprocessable(format!("{at}: {inner}")).with_extra(
-                serde_json::json!({ "problems": [{ "path": path, "message": inner.to_string() }] }),
-            )
-        }
+            inner.to_string()
+        };
+        let at = if path == "." {
+            "the body".to_string()
+        } else {
+            format!("field `{path}`")
+        };
+        ApiError::unprocessable(format!("{at}: {message}"))
+            .with_extra(serde_json::json!({ "problems": [{ "path": path, "message": message }] }))
     })
 }
 
