@@ -86,6 +86,7 @@ pub fn state(config: Config, store: Arc<dyn Store>) -> Result<AppState> {
         throttle: Arc::new(LoginThrottle::default()),
         metrics: metrics_handle(),
         flow_cache: Default::default(),
+        report_cache: Default::default(),
     })
 }
 

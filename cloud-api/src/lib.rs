@@ -7,6 +7,7 @@
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`http`]: routes, extractors, problem+json errors, OpenAPI.
 //! - [`demo`]: the demo data set for the README's first command.
+//! - [`reports`]: analytics reports, CSV, charts and the data generator.
 //! - [`app`]: start-up and graceful shutdown.
 
 pub mod app;
@@ -15,5 +16,6 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod reports;
 pub mod store;
 pub mod telemetry;

@@ -36,6 +36,18 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Seed realistic history for demos and benchmarks through the real domain.
+    Generate {
+        /// Number of batches.
+        #[arg(long, default_value_t = 1000)]
+        batches: u64,
+        /// Days of history, ending now.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Random seed: the same seed gives the same history.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Work with the audit chain.
     Audit {
         #[command(subcommand)]
@@ -159,6 +171,40 @@ async fn run(command: Command, config: Config) -> Result<()> {
             };
             store.create_user(&user, &[a]).await?;
             println!("created {role} {username}");
+            Ok(())
+        }
+        Command::Generate {
+            batches,
+            days,
+            seed,
+        } => {
+            let store = app::open_store(&config)?;
+            let bar = indicatif::ProgressBar::new(batches);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} batches ({per_sec}, eta {eta})",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            let opts = metcon_cloud::reports::generate::Options {
+                batches,
+                days,
+                seed,
+                now: OffsetDateTime::now_utc(),
+            };
+            let started = std::time::Instant::now();
+            let summary =
+                metcon_cloud::reports::generate::generate(store, &opts, |n| bar.set_position(n))
+                    .await
+                    .context("while generating history")?;
+            bar.finish();
+            println!(
+                "generated {} batches, {} events, {} mass checks ({} out of tolerance) in {:.1} s",
+                summary.batches,
+                summary.events,
+                summary.mass_checks,
+                summary.out_of_tolerance,
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         Command::Audit {

@@ -44,6 +44,11 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
 }
 
 impl Server {
+    /// Process id of the server, e.g. to sample its memory.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `bin serve` on a free loopback port with `data_dir`.
     pub fn start(bin: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Result<Server> {
         let mut cmd = Command::new(bin);

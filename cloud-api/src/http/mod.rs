@@ -8,6 +8,7 @@ pub mod extract;
 pub mod flows;
 pub mod openapi;
 pub mod ops;
+pub mod reports;
 pub mod session;
 pub mod users;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Published flow versions never change; batches look theirs up on every command.
     pub flow_cache: Arc<Mutex<FlowCache>>,
+    /// Report documents, dropped when new events arrive (see `reports::cache`).
+    pub report_cache: Arc<crate::reports::cache::ReportCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -110,6 +113,10 @@ pub fn router(state: AppState) -> Router {
         .route("/wip", get(batches::wip))
         .route("/audit", get(audit_log::list))
         .route("/audit/verify", get(audit_log::verify))
+        .route("/reports", get(reports::catalogue))
+        .route("/reports/{name}", get(reports::get))
+        .route("/reports/{name}/csv", get(reports::export))
+        .route("/reports/{name}/chart.svg", get(reports::chart_svg))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit_log, batches, flows, session, users};
+use super::{audit_log, batches, flows, reports, session, users};
 
 #[derive(Debug)]
 struct BearerAuth;
@@ -35,6 +35,7 @@ impl Modify for BearerAuth {
         batches::raise_flag, batches::approve_flag, batches::reject_flag, batches::block, batches::unblock,
         batches::override_step, batches::complete, batches::approvals, batches::wip,
         audit_log::list, audit_log::verify,
+        reports::catalogue, reports::get, reports::export, reports::chart_svg,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

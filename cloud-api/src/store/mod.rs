@@ -14,6 +14,9 @@
 
 pub mod model;
 pub mod sqlite;
+mod sqlite_query;
+mod sqlite_readmodel;
+mod sqlite_reports;
 
 use async_trait::async_trait;
 use metcon_shared::batch::RecordedEvent;
@@ -21,6 +24,9 @@ use metcon_shared::flow::Flow;
 use time::OffsetDateTime;
 
 pub use model::*;
+pub use sqlite_query::DEFAULT_STUCK_HOURS;
+
+use crate::reports::ReportStore;
 
 /// What can go wrong in a store, in words the API can map to a status code.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +48,11 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Everything METCON persists. Implementations must be safe to share between tasks.
+/// Everything METCON persists. Implementations must be safe to share between tasks. The
+/// analytics queries ([`ReportStore`]) are part of every store: their read model is written
+/// in the same transactions as the events.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ReportStore + Send + Sync + 'static {
     /// Cheap liveness check of the backend, for the readiness endpoint.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -121,6 +129,10 @@ pub trait Store: Send + Sync + 'static {
         events: &[RecordedEvent],
         audit: &[NewAudit],
     ) -> StoreResult<()>;
+    /// Bulk insert of whole batch histories (data generator, migrations from other systems):
+    /// large transactions, same rows and read model as `insert_batch` + `append_batch_events`.
+    /// No audit records are written; the caller audits the import as one action.
+    async fn import_batches(&self, batches: Vec<ImportedBatch>) -> StoreResult<()>;
     async fn batch(&self, id: uuid::Uuid) -> StoreResult<Option<BatchRecord>>;
     async fn batch_events(&self, id: uuid::Uuid) -> StoreResult<Vec<RecordedEvent>>;
     async fn list_batches(&self, filter: &BatchFilter) -> StoreResult<Page<BatchRecord>>;

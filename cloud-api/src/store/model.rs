@@ -87,6 +87,15 @@ impl BatchRecord {
     }
 }
 
+/// A whole batch history to import: the final record, its events, and for each event the
+/// station the batch was at right after it (`None` before it started and once it is done).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedBatch {
+    pub record: BatchRecord,
+    pub events: Vec<metcon_shared::batch::RecordedEvent>,
+    pub stations_after: Vec<Option<String>>,
+}
+
 /// Filters for listing batches. Pages hold 50 records.
 #[derive(Debug, Clone, Default)]
 pub struct BatchFilter {

@@ -16,11 +16,13 @@ use metcon_shared::flow::Flow;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::OffsetDateTime;
 
+use super::sqlite_readmodel;
 use super::*;
 use crate::audit;
 
 /// Migrations in order; the index + 1 is the schema version. Never edit a released one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     username TEXT NOT NULL UNIQUE,
@@ -122,7 +124,13 @@ CREATE TABLE audit_head (
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
 );
-"#];
+"#,
+    // 2: the analytics read model; filled from existing events when created.
+    sqlite_readmodel::MIGRATION,
+];
+
+/// The schema version whose migration creates the read model (rebuilt from events then).
+const READ_MODEL_VERSION: usize = 2;
 
 const READERS: usize = 4;
 
@@ -140,7 +148,7 @@ struct Inner {
     next_reader: AtomicUsize,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -172,7 +180,7 @@ pub(crate) fn ts(t: OffsetDateTime) -> String {
     )
 }
 
-fn parse_ts(s: &str) -> StoreResult<OffsetDateTime> {
+pub(crate) fn parse_ts(s: &str) -> StoreResult<OffsetDateTime> {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(corrupt)
 }
 
@@ -234,7 +242,7 @@ impl SqliteStore {
         .map_err(backend)?
     }
 
-    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -273,6 +281,9 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction().map_err(backend)?;
         tx.execute_batch(sql).map_err(backend)?;
+        if i + 1 == READ_MODEL_VERSION {
+            sqlite_readmodel::rebuild(&tx)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             params![i as i64 + 1, ts(OffsetDateTime::now_utc())],
@@ -443,6 +454,35 @@ fn insert_events_tx(
             other => other,
         })?;
     }
+    Ok(())
+}
+
+fn insert_batch_row_tx(tx: &Transaction<'_>, b: &BatchRecord) -> StoreResult<()> {
+    let s = &b.state;
+    tx.prepare_cached(
+        "INSERT INTO batches (id, batch_number, pipeline, flow_id, flow_version, status, current_station, current_step, priority, created_at, updated_at, version, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )
+    .map_err(backend)?
+    .execute(params![
+        s.batch_id.to_string(),
+        s.batch_number,
+        s.pipeline,
+        s.flow_id,
+        s.flow_version,
+        s.status.as_str(),
+        b.current_station,
+        b.current_step,
+        serde_json::to_value(s.priority).map_err(backend)?.as_str().unwrap_or("normal"),
+        ts(s.created_at),
+        ts(s.updated_at),
+        s.version as i64,
+        serde_json::to_string(s).map_err(backend)?
+    ])
+    .map_err(|e| match map_sql(e) {
+        StoreError::Duplicate(_) => StoreError::Duplicate(format!("batch {}", s.batch_number)),
+        other => other,
+    })?;
     Ok(())
 }
 
@@ -929,30 +969,38 @@ impl Store for SqliteStore {
         let (b, created) = (b.clone(), created.clone());
         self.write(move |tx| {
             let s = &b.state;
-            tx.execute(
-                "INSERT INTO batches (id, batch_number, pipeline, flow_id, flow_version, status, current_station, current_step, priority, created_at, updated_at, version, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    s.batch_id.to_string(),
-                    s.batch_number,
-                    s.pipeline,
-                    s.flow_id,
-                    s.flow_version,
-                    s.status.as_str(),
-                    b.current_station,
-                    b.current_step,
-                    serde_json::to_value(s.priority).map_err(backend)?.as_str().unwrap_or("normal"),
-                    ts(s.created_at),
-                    ts(s.updated_at),
-                    s.version as i64,
-                    serde_json::to_string(s).map_err(backend)?
-                ],
-            )
-            .map_err(|e| match map_sql(e) {
-                StoreError::Duplicate(_) => StoreError::Duplicate(format!("batch {}", s.batch_number)),
-                other => other,
-            })?;
+            insert_batch_row_tx(tx, &b)?;
             insert_events_tx(tx, &s.batch_id.to_string(), std::slice::from_ref(&created))?;
+            let station = sqlite_readmodel::visit_station(s.status, b.current_station.as_deref());
+            sqlite_readmodel::project(tx, s, std::slice::from_ref(&created), station)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn import_batches(&self, batches: Vec<ImportedBatch>) -> StoreResult<()> {
+        self.write(move |tx| {
+            for ib in &batches {
+                let s = &ib.record.state;
+                if ib.stations_after.len() != ib.events.len() {
+                    return Err(backend("import: one station-after per event is needed"));
+                }
+                insert_batch_row_tx(tx, &ib.record)?;
+                insert_events_tx(tx, &s.batch_id.to_string(), &ib.events)?;
+                for (e, station) in ib.events.iter().zip(&ib.stations_after) {
+                    sqlite_readmodel::project(tx, s, std::slice::from_ref(e), station.as_deref())?;
+                }
+                // Keep the number sequence ahead of imported numbers.
+                if let Ok(n) = metcon_shared::batch_number::BatchNumber::parse(&s.batch_number) {
+                    tx.prepare_cached(
+                        "INSERT INTO batch_counters (pipeline, year, last) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(pipeline, year) DO UPDATE SET last = MAX(last, excluded.last)",
+                    )
+                    .map_err(backend)?
+                    .execute(params![s.pipeline, n.year, n.seq])
+                    .map_err(backend)?;
+                }
+            }
             Ok(())
         })
         .await
@@ -989,6 +1037,8 @@ impl Store for SqliteStore {
                 return Err(StoreError::Conflict);
             }
             insert_events_tx(tx, &id, &events)?;
+            let station = sqlite_readmodel::visit_station(s.status, b.current_station.as_deref());
+            sqlite_readmodel::project(tx, s, &events, station)?;
             append_audit_tx(tx, &audit)?;
             Ok(())
         })
