@@ -1,0 +1,263 @@
+//! Display localisation in full photos (operator phones): classical candidate regions.
+//!
+//! The photo is shrunk to at most 640 px on its long side; strong grey-level gradients are
+//! marked; their local density is measured with box filters at three window sizes (digits of
+//! different sizes); dense connected regions become candidate boxes, neighbouring boxes on
+//! one text line are merged, and the best-scoring few are returned in full-resolution
+//! coordinates. The reader runs the recogniser on each candidate and keeps the most
+//! confident reading, so a candidate only has to contain the digits, not be exact.
+
+use crate::preprocess::Gray;
+
+/// A candidate rectangle in image coordinates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rect {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+    pub score: f32,
+}
+
+impl Rect {
+    fn iou(&self, o: &Rect) -> f32 {
+        let x0 = self.x.max(o.x);
+        let y0 = self.y.max(o.y);
+        let x1 = (self.x + self.w).min(o.x + o.w);
+        let y1 = (self.y + self.h).min(o.y + o.h);
+        let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
+        let union = self.w * self.h + o.w * o.h - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
+    }
+}
+
+/// Long side of the working image.
+const WORK: usize = 640;
+/// (window width, window height) of the density filters at working scale.
+const WINDOWS: [(usize, usize); 3] = [(7, 5), (13, 9), (23, 15)];
+
+/// Candidate display regions, best first, at most `max` of them.
+pub fn candidates(g: &Gray, max: usize) -> Vec<Rect> {
+    if g.w < 8 || g.h < 8 {
+        return Vec::new();
+    }
+    let s = (WORK as f32 / g.w.max(g.h) as f32).min(1.0);
+    let sw = ((g.w as f32 * s).round() as usize).max(8);
+    let sh = ((g.h as f32 * s).round() as usize).max(8);
+    let small = if s < 1.0 { g.resize(sw, sh) } else { g.clone() };
+    let (sw, sh) = (small.w, small.h);
+    let edges = edge_map(&small);
+    let integral = integral(&edges, sw, sh);
+    let mut boxes: Vec<Rect> = Vec::new();
+    for &(ww, wh) in &WINDOWS {
+        let dense = density_mask(&integral, sw, sh, ww, wh, 0.22);
+        for mut b in components(&dense, sw, sh) {
+            // edge density inside the box as the score
+            let (x0, y0) = (b.x as usize, b.y as usize);
+            let (x1, y1) = ((b.x + b.w) as usize, (b.y + b.h) as usize);
+            let sum = box_sum(&integral, sw, x0, y0, x1, y1);
+            let area = ((x1 - x0) * (y1 - y0)).max(1) as f32;
+            b.score = (sum / area) * (b.h.min(80.0)).sqrt();
+            boxes.push(b);
+        }
+    }
+    boxes.retain(|b| plausible_box(b, sw as f32, sh as f32));
+    let merged = merge_lines(&boxes);
+    boxes.extend(merged);
+    boxes.retain(|b| plausible_box(b, sw as f32, sh as f32));
+    boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut keep: Vec<Rect> = Vec::new();
+    for b in boxes {
+        if keep.iter().all(|k| k.iou(&b) < 0.6) {
+            keep.push(b);
+            if keep.len() == max {
+                break;
+            }
+        }
+    }
+    let inv = 1.0 / s;
+    keep.into_iter()
+        .map(|b| Rect { x: b.x * inv, y: b.y * inv, w: b.w * inv, h: b.h * inv, score: b.score })
+        .collect()
+}
+
+fn plausible_box(b: &Rect, sw: f32, sh: f32) -> bool {
+    let aspect = b.w / b.h.max(1.0);
+    b.h >= 5.0 && b.w >= 6.0 && (0.7..=14.0).contains(&aspect) && b.w * b.h < 0.45 * sw * sh && b.h < 0.5 * sh
+}
+
+/// Binary map of strong gradients: |dx| + |dy| above max(14, 88th percentile).
+fn edge_map(g: &Gray) -> Vec<u8> {
+    let (w, h) = (g.w, g.h);
+    let mut mag = vec![0.0f32; w * h];
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let dx = (g.at(x + 1, y) - g.at(x - 1, y)).abs();
+            let dy = (g.at(x, y + 1) - g.at(x, y - 1)).abs();
+            mag[y * w + x] = dx + dy;
+        }
+    }
+    let mut hist = [0u32; 512];
+    for &m in &mag {
+        hist[(m as usize).min(511)] += 1;
+    }
+    let target = (mag.len() as f64 * 0.88) as u64;
+    let mut acc = 0u64;
+    let mut thr = 511usize;
+    for (i, &c) in hist.iter().enumerate() {
+        acc += u64::from(c);
+        if acc >= target {
+            thr = i;
+            break;
+        }
+    }
+    let t = (thr as f32).max(14.0);
+    mag.iter().map(|&m| u8::from(m > t)).collect()
+}
+
+fn integral(b: &[u8], w: usize, h: usize) -> Vec<u32> {
+    let mut ii = vec![0u32; (w + 1) * (h + 1)];
+    for y in 0..h {
+        let mut row = 0u32;
+        for x in 0..w {
+            row += u32::from(b[y * w + x]);
+            ii[(y + 1) * (w + 1) + x + 1] = ii[y * (w + 1) + x + 1] + row;
+        }
+    }
+    ii
+}
+
+fn box_sum(ii: &[u32], w: usize, x0: usize, y0: usize, x1: usize, y1: usize) -> f32 {
+    let s = w + 1;
+    (ii[y1 * s + x1] + ii[y0 * s + x0]) as f32 - (ii[y0 * s + x1] + ii[y1 * s + x0]) as f32
+}
+
+fn density_mask(ii: &[u32], w: usize, h: usize, ww: usize, wh: usize, thr: f32) -> Vec<u8> {
+    let mut out = vec![0u8; w * h];
+    let (hw, hh) = (ww / 2, wh / 2);
+    for y in 0..h {
+        let y0 = y.saturating_sub(hh);
+        let y1 = (y + hh + 1).min(h);
+        for x in 0..w {
+            let x0 = x.saturating_sub(hw);
+            let x1 = (x + hw + 1).min(w);
+            let area = ((x1 - x0) * (y1 - y0)) as f32;
+            if box_sum(ii, w, x0, y0, x1, y1) / area > thr {
+                out[y * w + x] = 1;
+            }
+        }
+    }
+    out
+}
+
+/// Bounding boxes of 4-connected regions of `m`.
+fn components(m: &[u8], w: usize, h: usize) -> Vec<Rect> {
+    let mut label = vec![false; w * h];
+    let mut out = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        if m[start] == 0 || label[start] {
+            continue;
+        }
+        label[start] = true;
+        stack.push(start);
+        let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0usize, 0usize);
+        while let Some(p) = stack.pop() {
+            let (x, y) = (p % w, p / w);
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x);
+            y1 = y1.max(y);
+            let mut push = |q: usize| {
+                if m[q] != 0 && !label[q] {
+                    label[q] = true;
+                    stack.push(q);
+                }
+            };
+            if x > 0 {
+                push(p - 1);
+            }
+            if x + 1 < w {
+                push(p + 1);
+            }
+            if y > 0 {
+                push(p - w);
+            }
+            if y + 1 < h {
+                push(p + w);
+            }
+        }
+        out.push(Rect {
+            x: x0 as f32,
+            y: y0 as f32,
+            w: (x1 - x0 + 1) as f32,
+            h: (y1 - y0 + 1) as f32,
+            score: 0.0,
+        });
+    }
+    out
+}
+
+/// Unions of boxes that sit on one text line (similar height, overlapping rows, small gap).
+fn merge_lines(boxes: &[Rect]) -> Vec<Rect> {
+    let mut out = Vec::new();
+    for (i, a) in boxes.iter().enumerate() {
+        let mut u = *a;
+        let mut grown = false;
+        for (j, b) in boxes.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let hr = a.h.max(b.h) / a.h.min(b.h).max(1.0);
+            let oy = (a.y + a.h).min(b.y + b.h) - a.y.max(b.y);
+            let gap = if b.x > u.x + u.w { b.x - (u.x + u.w) } else if u.x > b.x + b.w { u.x - (b.x + b.w) } else { 0.0 };
+            if hr < 1.6 && oy > 0.6 * a.h.min(b.h) && gap < 1.2 * a.h {
+                let x0 = u.x.min(b.x);
+                let y0 = u.y.min(b.y);
+                let x1 = (u.x + u.w).max(b.x + b.w);
+                let y1 = (u.y + u.h).max(b.y + b.h);
+                u = Rect { x: x0, y: y0, w: x1 - x0, h: y1 - y0, score: u.score.max(b.score) };
+                grown = true;
+            }
+        }
+        if grown {
+            out.push(u);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_bright_block_of_strokes() {
+        // dark image with a "display" of vertical strokes at (200..360, 100..140)
+        let (w, h) = (640, 360);
+        let mut data = vec![20.0f32; w * h];
+        for y in 100..140 {
+            for x in 200..360 {
+                if (x / 4) % 3 == 0 || y == 100 || y == 120 || y == 139 {
+                    data[y * w + x] = 220.0;
+                }
+            }
+        }
+        let g = Gray { w, h, data };
+        let c = candidates(&g, 5);
+        assert!(!c.is_empty());
+        let best = c[0];
+        assert!(best.x < 215.0 && best.x + best.w > 345.0, "{best:?}");
+        assert!(best.y < 105.0 && best.y + best.h > 135.0, "{best:?}");
+    }
+
+    #[test]
+    fn tiny_or_flat_images_give_nothing() {
+        assert!(candidates(&Gray { w: 4, h: 4, data: vec![0.0; 16] }, 5).is_empty());
+        assert!(candidates(&Gray { w: 100, h: 100, data: vec![50.0; 10000] }, 5).is_empty());
+    }
+}
