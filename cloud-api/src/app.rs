@@ -79,6 +79,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 
 pub fn state(config: Config, store: Arc<dyn Store>) -> Result<AppState> {
     let secret = token_secret(&config)?;
+    let photos = config_photos_dir(&config);
     Ok(AppState {
         store,
         keys: TokenKeys::new(&secret),
@@ -87,7 +88,16 @@ pub fn state(config: Config, store: Arc<dyn Store>) -> Result<AppState> {
         metrics: metrics_handle(),
         flow_cache: Default::default(),
         report_cache: Default::default(),
+        hub: Default::default(),
+        directory: Default::default(),
+        blobs: Arc::new(crate::blobs::local::LocalFolder::new(photos)),
+        broker: None,
+        mqtt: None,
     })
+}
+
+fn config_photos_dir(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("photos")
 }
 
 /// On a store without users, prints a one-time setup token for the first admin.
@@ -109,12 +119,25 @@ pub async fn offer_setup_token(store: &dyn Store, base_url: &str) -> Result<()> 
     Ok(())
 }
 
-/// Serves until shutdown. Prints `METCON listening on http://ADDR` once the socket is bound.
-pub async fn serve(state: AppState, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
+/// Serves until shutdown. With ingest on, starts the broker side first (embedded: prints
+/// `METCON broker listening on mqtt://ADDR`), then prints `METCON listening on http://ADDR`
+/// once the HTTP socket is bound.
+pub async fn serve(mut state: AppState, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(state.config.listen)
         .await
         .with_context(|| format!("while binding {}", state.config.listen))?;
     let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if state.config.ingest.enabled {
+        let broker =
+            crate::broker::start(&state.config.broker, state.store.clone(), stop_rx.clone())
+                .await
+                .context("while starting the broker side")?;
+        let (client, eventloop) = rumqttc::AsyncClient::new(broker.cloud.clone(), 10_000);
+        state.broker = Some(Arc::new(broker));
+        state.mqtt = Some(client.clone());
+        crate::ingest::spawn(state.clone(), client, eventloop, stop_rx.clone()).await;
+    }
     println!("METCON listening on http://{addr}");
     on_ready(addr);
     tracing::info!(%addr, "serving");
@@ -123,7 +146,10 @@ pub async fn serve(state: AppState, on_ready: impl FnOnce(SocketAddr)) -> Result
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    })
     .await
     .context("while serving HTTP")?;
     tracing::info!("shut down cleanly");

@@ -37,6 +37,124 @@ pub struct Config {
     pub cookie_secure: bool,
     /// Public base URL printed at start, e.g. `https://metcon.plant.example`.
     pub public_url: Option<String>,
+    /// The MQTT broker devices publish to (`[broker]`).
+    pub broker: BrokerConfig,
+    /// The ingest pipeline (`[ingest]`).
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerMode {
+    /// rumqttd inside this process behind METCON's device gate (one-box installs).
+    Embedded,
+    /// Mosquitto, EMQX, HiveMQ…: `host`/`port` below.
+    External,
+}
+
+/// How device broker logins are provisioned on an external broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceAccessMode {
+    /// Mosquitto's dynamic security plugin, managed by METCON over `$CONTROL`.
+    Dynsec,
+    /// Provisioned outside METCON (the enrollment still hands out the generated password).
+    Manual,
+}
+
+/// The broker. Secrets stay out of `Debug`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    pub mode: BrokerMode,
+    /// Embedded: where the device gate listens (port 0 picks one; the address is printed).
+    pub listen: SocketAddr,
+    /// Embedded: TLS for the device gate (PEM files). Without them the gate speaks plain MQTT.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// External: the broker's address.
+    pub host: String,
+    pub port: u16,
+    /// External: the CA that signed the broker's certificate (TLS on when set).
+    pub tls_ca_file: Option<PathBuf>,
+    /// External: the cloud's own broker login.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub device_access: DeviceAccessMode,
+    /// What devices are told at enrollment; defaults to the gate's or broker's address.
+    pub public_host: Option<String>,
+    pub public_port: Option<u16>,
+    /// A CA certificate (PEM) handed to devices at enrollment for the broker's TLS.
+    pub device_ca_file: Option<PathBuf>,
+    /// This replica's MQTT client id; unique per replica (persistent session).
+    pub client_id: String,
+    /// Replicas share ingest through `$share/{share_group}/…` subscriptions.
+    pub share_group: String,
+    /// Largest photo accepted on a device's `photo` topic.
+    pub max_photo_bytes: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            mode: BrokerMode::Embedded,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            tls_cert_file: None,
+            tls_key_file: None,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            tls_ca_file: None,
+            username: None,
+            password: None,
+            device_access: DeviceAccessMode::Dynsec,
+            public_host: None,
+            public_port: None,
+            device_ca_file: None,
+            client_id: "metcon-cloud".into(),
+            share_group: "metcon-ingest".into(),
+            max_photo_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("mode", &self.mode)
+            .field("listen", &self.listen)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("device_access", &self.device_access)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ingest pipeline's knobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Off: this replica serves HTTP only and leaves ingest to others.
+    pub enabled: bool,
+    /// Most readings committed in one transaction (group commit).
+    pub max_batch: usize,
+    /// How long the first reading of a group may wait for others, in milliseconds.
+    pub max_wait_ms: u64,
+    /// How long an enrollment code stays valid.
+    pub enrollment_code_hours: i64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            enabled: true,
+            max_batch: 1024,
+            max_wait_ms: 2,
+            enrollment_code_hours: 24,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +179,8 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             cookie_secure: true,
             public_url: None,
+            broker: BrokerConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -78,6 +198,8 @@ impl std::fmt::Debug for Config {
             .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("cookie_secure", &self.cookie_secure)
+            .field("broker", &self.broker)
+            .field("ingest", &self.ingest)
             .finish_non_exhaustive()
     }
 }
@@ -101,7 +223,11 @@ impl Config {
             fig = fig.merge(Toml::file(path));
         }
         let config: Config = fig
-            .merge(Env::prefixed("METCON_").ignore(&["config", "log", "new_password"]))
+            .merge(
+                Env::prefixed("METCON_")
+                    .ignore(&["config", "log", "new_password"])
+                    .split("__"),
+            )
             .extract()
             .map_err(|e| ConfigError::Invalid(format!("configuration: {e}")))?;
         config.check()?;
@@ -126,6 +252,22 @@ impl Config {
             if s.len() < 32 {
                 return bad("token_secret must be at least 32 characters");
             }
+        }
+        let b = &self.broker;
+        if b.tls_cert_file.is_some() != b.tls_key_file.is_some() {
+            return bad("broker.tls_cert_file and broker.tls_key_file go together");
+        }
+        if b.mode == BrokerMode::External && b.host.trim().is_empty() {
+            return bad("broker.host is needed for an external broker");
+        }
+        if b.client_id.trim().is_empty() || b.share_group.contains(['/', '+', '#']) {
+            return bad("broker.client_id must be set and broker.share_group cannot hold / + #");
+        }
+        if self.ingest.max_batch == 0 || self.ingest.max_batch > 10_000 {
+            return bad("ingest.max_batch must be between 1 and 10000");
+        }
+        if self.ingest.enrollment_code_hours < 1 {
+            return bad("ingest.enrollment_code_hours must be at least 1");
         }
         Ok(())
     }

@@ -8,14 +8,22 @@
 //! - [`http`]: routes, extractors, problem+json errors, OpenAPI.
 //! - [`demo`]: the demo data set for the README's first command.
 //! - [`reports`]: analytics reports, CSV, charts and the data generator.
+//! - [`broker`]: the embedded broker and its device gate, or an external broker.
+//! - [`ingest`]: signed readings in (verify, de-duplicate, store, bind), live data, fleet.
+//! - [`live`]: the hub behind the kiosks' Server-Sent Events.
+//! - [`blobs`]: photos by SHA-256.
 //! - [`app`]: start-up and graceful shutdown.
 
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod blobs;
+pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod ingest;
+pub mod live;
 pub mod reports;
 pub mod store;
 pub mod telemetry;

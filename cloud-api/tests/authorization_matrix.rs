@@ -53,6 +53,15 @@ enum Fixture {
     RefreshToken,
     /// `{name}` = a report that exists.
     Report,
+    /// `{id}` = a fresh registered device at receiving that has not enrolled.
+    Device,
+    /// `{id}` = a fresh enrolled device at receiving.
+    ActiveDevice,
+    /// A batch waiting at receiving-weigh (`{id}`, `{step_id}`) and `{device}`, a fresh
+    /// enrolled and calibrated scale at receiving.
+    WeighBatch,
+    /// `{station_id}` = receiving.
+    Station,
 }
 
 type Ctx = HashMap<&'static str, String>;
@@ -96,6 +105,20 @@ fn empty(_: &Ctx) -> Option<Value> {
 
 fn reason(_: &Ctx) -> Option<Value> {
     Some(json!({ "reason": "checked by the authorization matrix" }))
+}
+
+fn device_body(id: &str) -> Value {
+    json!({
+        "device_id": id, "name": format!("Scale {id}"), "site": "Plant A", "station_id": "receiving",
+        "scale": { "protocol": "mt-sics", "port": "/dev/ttyUSB0" }
+    })
+}
+
+fn calibration_body() -> Value {
+    json!({
+        "kind": "calibration", "outcome": "pass", "performed_at": "2026-01-05T09:00:00Z",
+        "next_due": "2099-01-05", "reference": "DKD-K-12345", "performed_by": "Mettler service"
+    })
 }
 
 /// Every endpoint of the router under `/api`.
@@ -338,6 +361,144 @@ fn table() -> Vec<Row> {
             no_body,
         ),
         row(Method::GET, "/api/wip", Perm(P::ViewWip), F::None, no_body),
+        // Weighing and live data.
+        row(
+            Method::POST,
+            "/api/batches/{id}/steps/{step_id}/arm",
+            Perm(P::ExecuteSteps),
+            F::WeighBatch,
+            |c| Some(json!({ "device_id": c["device"] })),
+        ),
+        row(
+            Method::DELETE,
+            "/api/batches/{id}/steps/{step_id}/arm",
+            Perm(P::ExecuteSteps),
+            F::WeighBatch,
+            no_body,
+        ),
+        // No broker client in a test without ingest is fine: permitted callers get a
+        // problem document, never 401/403.
+        row(
+            Method::POST,
+            "/api/batches/{id}/steps/{step_id}/capture",
+            Perm(P::ExecuteSteps),
+            F::WeighBatch,
+            |c| Some(json!({ "device_id": c["device"] })),
+        ),
+        row(
+            Method::POST,
+            "/api/batches/{id}/steps/{step_id}/attach-reading",
+            Perm(P::ExecuteSteps),
+            F::WeighBatch,
+            |c| {
+                Some(
+                    json!({ "device_id": c["device"], "seq": 1, "reason": "attached by the matrix" }),
+                )
+            },
+        ),
+        row(
+            Method::GET,
+            "/api/stations/{station_id}/events",
+            Perm(P::ExecuteSteps),
+            F::Station,
+            no_body,
+        ),
+        // Devices.
+        row(
+            Method::GET,
+            "/api/devices",
+            Perm(P::ViewDevices),
+            F::None,
+            no_body,
+        ),
+        row(
+            Method::POST,
+            "/api/devices",
+            Perm(P::ManageDevices),
+            F::None,
+            |c| Some(device_body(&format!("new-dev-{}", c["unique"]))),
+        ),
+        row(
+            Method::GET,
+            "/api/devices/{id}",
+            Perm(P::ViewDevices),
+            F::Device,
+            no_body,
+        ),
+        row(
+            Method::PATCH,
+            "/api/devices/{id}",
+            Perm(P::ManageDevices),
+            F::Device,
+            |_| Some(json!({ "name": "Renamed by the matrix" })),
+        ),
+        row(
+            Method::POST,
+            "/api/devices/{id}/enrollment-code",
+            Perm(P::ManageDevices),
+            F::Device,
+            no_body,
+        ),
+        // A body without a key is refused (422) before any code is looked at, for everyone.
+        row(Method::POST, "/api/enroll", Public, F::None, |_| {
+            Some(json!({ "code": "AAAA-BBBB-CCCC-DDDD" }))
+        }),
+        row(
+            Method::POST,
+            "/api/devices/{id}/revoke",
+            Perm(P::ManageDevices),
+            F::ActiveDevice,
+            |_| Some(json!({ "reason": "revoked by the matrix" })),
+        ),
+        row(
+            Method::POST,
+            "/api/devices/{id}/rotate-key",
+            Perm(P::ManageDevices),
+            F::ActiveDevice,
+            no_body,
+        ),
+        row(
+            Method::PUT,
+            "/api/devices/{id}/config",
+            Perm(P::ManageDevices),
+            F::ActiveDevice,
+            |_| Some(json!({ "live_rate_hz": 5.0 })),
+        ),
+        row(
+            Method::POST,
+            "/api/devices/{id}/commands",
+            Perm(P::ManageDevices),
+            F::ActiveDevice,
+            |_| Some(json!({ "cmd": "tare" })),
+        ),
+        row(
+            Method::GET,
+            "/api/devices/{id}/readings",
+            Perm(P::ExecuteSteps),
+            F::ActiveDevice,
+            no_body,
+        ),
+        row(
+            Method::GET,
+            "/api/devices/{id}/calibrations",
+            Perm(P::ViewDevices),
+            F::ActiveDevice,
+            no_body,
+        ),
+        row(
+            Method::POST,
+            "/api/devices/{id}/calibrations",
+            Perm(P::RecordCalibration),
+            F::ActiveDevice,
+            |_| Some(calibration_body()),
+        ),
+        row(
+            Method::GET,
+            "/api/devices/{id}/keys",
+            Perm(P::ViewDevices),
+            F::ActiveDevice,
+            no_body,
+        ),
         // Audit.
         row(
             Method::GET,
@@ -471,6 +632,15 @@ async fn send(
     let content_type = header("content-type").unwrap_or_default();
     let www_authenticate = header("www-authenticate");
     let status = res.status();
+    if content_type.starts_with("text/event-stream") {
+        // an endless stream: the status and type are the answer
+        return Reply {
+            status,
+            content_type,
+            www_authenticate,
+            body: Value::Null,
+        };
+    }
     let text = res.text().await.expect("body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Reply {
@@ -562,6 +732,35 @@ async fn new_flow(w: &World, n: usize, publish: bool) -> String {
     flow_id
 }
 
+/// A fresh device at receiving; enrolled (with a throwaway key) when `enrolled`.
+async fn new_device(w: &World, n: usize, enrolled: bool) -> String {
+    let id = format!("dev-{n}");
+    must(
+        w,
+        Method::POST,
+        "/api/devices",
+        &w.admin,
+        device_body(&id),
+        201,
+    )
+    .await;
+    if enrolled {
+        let path = format!("/api/devices/{id}/enrollment-code");
+        let code = must(w, Method::POST, &path, &w.admin, json!({}), 201).await;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[n as u8; 32]);
+        let body = json!({
+            "code": code["code"], "agent_version": "test",
+            "public_key": hex::encode(key.verifying_key().to_bytes()),
+        });
+        let (s, v) = w
+            .app
+            .call(Method::POST, "/api/enroll", None, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::OK, "enroll {id}: {v}");
+    }
+    id
+}
+
 /// Makes the row's fixture; returns the placeholders and, for `OwnSession`, the token to use.
 async fn prepare(w: &World, fixture: Fixture, who: Who, n: usize) -> (Ctx, Option<String>) {
     let mut c = Ctx::new();
@@ -637,6 +836,27 @@ async fn prepare(w: &World, fixture: Fixture, who: Who, n: usize) -> (Ctx, Optio
         Fixture::Report => {
             c.insert("name", "mass-checks".into());
         }
+        Fixture::Device => {
+            c.insert("id", new_device(w, n, false).await);
+        }
+        Fixture::ActiveDevice => {
+            c.insert("id", new_device(w, n, true).await);
+        }
+        Fixture::WeighBatch => {
+            let id = new_batch(w, true).await;
+            let path = format!("/api/batches/{id}/steps/receiving-inspect/complete");
+            let ack = json!({ "payload": { "type": "instruction", "acknowledged": true } });
+            must(w, Method::POST, &path, &w.supervisor2, ack, 200).await;
+            let device = new_device(w, n, true).await;
+            let path = format!("/api/devices/{device}/calibrations");
+            must(w, Method::POST, &path, &w.admin, calibration_body(), 201).await;
+            c.insert("id", id);
+            c.insert("step_id", "receiving-weigh".into());
+            c.insert("device", device);
+        }
+        Fixture::Station => {
+            c.insert("station_id", "receiving".into());
+        }
         Fixture::RefreshToken => {
             let v = fresh_login(w, "operator").await;
             c.insert(
@@ -650,7 +870,15 @@ async fn prepare(w: &World, fixture: Fixture, who: Who, n: usize) -> (Ctx, Optio
 
 fn fill(template: &str, c: &Ctx) -> String {
     let mut path = template.to_string();
-    for key in ["id", "flow_id", "version", "step_id", "flag_id", "name"] {
+    for key in [
+        "id",
+        "flow_id",
+        "version",
+        "step_id",
+        "flag_id",
+        "name",
+        "station_id",
+    ] {
         if let Some(v) = c.get(key) {
             path = path.replace(&format!("{{{key}}}"), v);
         }

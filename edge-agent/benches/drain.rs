@@ -57,6 +57,7 @@ fn main() {
             raw_line: "S S     148.30 g".into(),
             device_time: time::OffsetDateTime::now_utc(),
             frame_sha256: None,
+            capture_request: None,
         };
         let s = reading::sign(&r, key.signing()).expect("sign");
         outbox.append(seq, s.as_bytes(), None).expect("append");

@@ -26,6 +26,7 @@ fn reading(seq: u64) -> Reading {
         raw_line: "S S     148.30 g".into(),
         device_time: time::OffsetDateTime::now_utc(),
         frame_sha256: Some(FrameDigest([7; 32])),
+        capture_request: None,
     }
 }
 

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use metcon_shared::reading::{self, FrameDigest, Measurement, Reading, FORMAT_VERSION};
+use metcon_shared::reading::{
+    self, FrameDigest, KeyRotation, Measurement, PublicKeyHex, Reading, FORMAT_VERSION,
+};
 use metcon_shared::topic::{DeviceCommand, DeviceStatus, LiveWeight};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -69,12 +71,18 @@ async fn find_protocol(cfg: &Config, shutdown: &mut watch::Receiver<bool>) -> Op
 struct Capturer {
     cfg: Config,
     protocol: Protocol,
-    key: Arc<DeviceKey>,
+    /// Swapped by a key rotation; read and used only under the outbox lock, so every entry
+    /// is signed by the key that was current when it took its sequence number.
+    key: Arc<Mutex<Arc<DeviceKey>>>,
     outbox: Arc<Mutex<Outbox>>,
     appended: Arc<Notify>,
     camera: Option<Box<dyn FrameSource>>,
     filter: StabilityFilter,
     armed: bool,
+    /// The `request_id` of the capture command being fulfilled.
+    armed_request: Option<String>,
+    /// The request id the capture in progress answers.
+    fulfilling: Option<String>,
     next_auto: Option<Instant>,
     serial: Option<String>,
     health: Arc<Mutex<Health>>,
@@ -102,6 +110,7 @@ impl Capturer {
                         self.next_auto = Some(if next <= s.at { s.at + every } else { next });
                     }
                     self.armed = false;
+                    self.note_request_fulfilled();
                     self.capture(
                         Measurement::Weight {
                             net: w.net,
@@ -120,6 +129,7 @@ impl Capturer {
                 let filtered = self.filter.push(s.at, &w);
                 let stable = w.stable && (self.protocol == Protocol::PrintLine || filtered);
                 self.armed = false;
+                self.note_request_fulfilled();
                 self.capture(weight(&w, stable), &s.raw, s.time).await;
             }
             Reply::Overload | Reply::Underload => {
@@ -141,7 +151,61 @@ impl Capturer {
         }
     }
 
+    /// The capture about to happen answers the armed command: sign its id into the reading
+    /// and echo it in the status.
+    fn note_request_fulfilled(&mut self) {
+        if let Some(r) = self.armed_request.take() {
+            lock(&self.health).last_capture_request = Some(r.clone());
+            self.fulfilling = Some(r);
+        }
+    }
+
+    /// Rotates the device key: stage a new key, append its announcement signed with the old
+    /// key as the next entry, then promote it (see `keystore`).
+    async fn rotate_key(&mut self) {
+        let outbox = self.outbox.clone();
+        let key = self.key.clone();
+        let dir = self.cfg.key_dir();
+        let device = self.cfg.device.clone();
+        let done = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, String)> {
+            let mut o = lock(&outbox);
+            let seq = o.next_seq();
+            let staged =
+                keystore::stage_rotation(&dir, seq).context("while staging the new key")?;
+            let current = lock(&key).clone();
+            let announcement = KeyRotation {
+                v: FORMAT_VERSION,
+                device,
+                seq,
+                new_key: PublicKeyHex(staged.verifying().to_bytes()),
+                device_time: OffsetDateTime::now_utc(),
+            };
+            let signed = reading::sign_rotation(&announcement, current.signing())
+                .context("while signing the key rotation")?;
+            if let Err(e) = o.append(seq, signed.as_bytes(), None) {
+                // not durable: the old key stays
+                let _ = keystore::recover_rotation(&dir, o.next_seq());
+                return Err(e).context("while storing the key rotation");
+            }
+            let promoted = keystore::promote(&dir).context("while promoting the new key")?;
+            let public = promoted.public_hex();
+            *lock(&key) = Arc::new(promoted);
+            Ok((seq, public))
+        })
+        .await;
+        match done {
+            Ok(Ok((seq, public))) => {
+                self.appended.notify_one();
+                lock(&self.health).last_seq = Some(seq);
+                tracing::info!(seq, public_key = %public, "key rotation announced");
+            }
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "key rotation failed"),
+            Err(e) => tracing::error!(error = %e, "key rotation task failed"),
+        }
+    }
+
     async fn capture(&mut self, m: Measurement, raw: &str, time: OffsetDateTime) {
+        let request = self.fulfilling.take();
         let frame = match self.camera.as_mut() {
             Some(cam) => match cam.grab().await {
                 Ok(f) => Some(f),
@@ -166,6 +230,7 @@ impl Capturer {
         };
         let stored = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
             let mut o = lock(&outbox);
+            let key = lock(&key).clone();
             let seq = o.next_seq();
             let r = Reading {
                 v: FORMAT_VERSION,
@@ -176,6 +241,7 @@ impl Capturer {
                 raw_line: raw,
                 device_time: time,
                 frame_sha256: digest,
+                capture_request: request,
             };
             let signed = reading::sign(&r, key.signing()).context("while signing")?;
             o.append(seq, signed.as_bytes(), frame.as_deref())?;
@@ -219,15 +285,19 @@ fn weight(w: &Weighing, stable: bool) -> Measurement {
 
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let key_dir = cfg.key_dir();
-    let key = tokio::task::spawn_blocking(move || keystore::load_or_create(&key_dir))
-        .await?
-        .context("while loading the device key")?;
-    tracing::info!(device = %cfg.device, public_key = %key.public_hex(), "device key ready");
     let (dir, limits) = (cfg.outbox_dir(), cfg.outbox);
     let outbox = tokio::task::spawn_blocking(move || Outbox::open(&dir, limits))
         .await?
         .context("while opening the outbox")?;
+    let key_dir = cfg.key_dir();
+    let next_seq = outbox.next_seq();
+    let key = tokio::task::spawn_blocking(move || {
+        keystore::recover_rotation(&key_dir, next_seq)?;
+        keystore::load_or_create(&key_dir)
+    })
+    .await?
+    .context("while loading the device key")?;
+    tracing::info!(device = %cfg.device, public_key = %key.public_hex(), "device key ready");
     tracing::info!(
         depth = outbox.depth(),
         next_seq = outbox.next_seq(),
@@ -291,12 +361,14 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
     ));
     let mut cap = Capturer {
         protocol,
-        key: Arc::new(key),
+        key: Arc::new(Mutex::new(Arc::new(key))),
         outbox,
         appended,
         camera: make_camera(&cfg.camera)?,
         filter: StabilityFilter::new(cfg.scale.stable_count, cfg.scale.stable_window),
         armed: false,
+        armed_request: None,
+        fulfilling: None,
         next_auto: None,
         serial: None,
         health: health.clone(),
@@ -318,7 +390,9 @@ pub async fn run(cfg: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Re
                 Some(DeviceCommand::Capture { request_id }) => {
                     tracing::info!(?request_id, "capture armed");
                     cap.armed = true;
+                    cap.armed_request = request_id;
                 }
+                Some(DeviceCommand::RotateKey) => cap.rotate_key().await,
                 Some(DeviceCommand::Tare) => { let _ = scmd_tx.try_send(ScaleCommand::Tare); }
                 Some(DeviceCommand::Zero) => { let _ = scmd_tx.try_send(ScaleCommand::Zero); }
                 None => {}

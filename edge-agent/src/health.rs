@@ -20,6 +20,9 @@ pub struct Health {
     pub last_reading: Option<String>,
     /// Last weight seen on the scale, as text.
     pub scale_weight: Option<String>,
+    /// The `request_id` of the last capture command that was fulfilled.
+    #[serde(default)]
+    pub last_capture_request: Option<String>,
     /// RFC 3339 time this file was written.
     pub updated: String,
 }
@@ -32,6 +35,9 @@ impl Health {
             outbox_full: self.outbox_full,
             last_seq: self.last_seq,
             scale_connected: self.scale_connected,
+            agent_version: None,
+            device_time: None,
+            last_capture_request: self.last_capture_request.clone(),
         }
     }
 

@@ -4,6 +4,14 @@
 //! seed, hex) lives in `device.key`, created with mode 0600 and refused later if anyone
 //! but the owner can read it; the public key is written to `device.pub` (hex) for
 //! enrollment. The key is never logged: [`DeviceKey`]'s `Debug` shows only the public half.
+//!
+//! Key rotation is crash-safe in three steps, all under the outbox lock so no reading can
+//! take the rotation's sequence number in between: [`stage_rotation`] writes the new key as
+//! `next.key` together with the sequence number its announcement will take; the agent appends
+//! the announcement (signed with the old key) to the outbox; [`promote`] makes the new key the
+//! device key. After a crash, [`recover_rotation`] promotes the staged key if the outbox has
+//! handed out that sequence number (the announcement is durable, so the cloud will learn the
+//! key) and discards it otherwise.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -15,6 +23,7 @@ use rand::rngs::OsRng;
 
 pub const KEY_FILE: &str = "device.key";
 pub const PUB_FILE: &str = "device.pub";
+pub const NEXT_KEY_FILE: &str = "next.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
@@ -89,38 +98,106 @@ pub fn load_or_create(dir: &Path) -> Result<DeviceKey, KeyStoreError> {
                 return Err(KeyStoreError::Permissions { path, mode });
             }
             let text = fs::read_to_string(&path).map_err(io("read", &path))?;
-            let mut seed = [0u8; 32];
-            hex::decode_to_slice(text.trim(), &mut seed)
-                .map_err(|_| KeyStoreError::Malformed(path.clone()))?;
             let key = DeviceKey {
-                signing: SigningKey::from_bytes(&seed),
+                signing: parse_seed(&text, &path)?,
             };
             write_public(dir, &key)?;
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let signing = SigningKey::generate(&mut OsRng);
-            let tmp = dir.join(format!("{KEY_FILE}.tmp"));
-            let _ = fs::remove_file(&tmp);
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io("create", &tmp))?;
-            f.write_all(hex::encode(signing.to_bytes()).as_bytes())
-                .and_then(|_| f.sync_all())
-                .map_err(io("write", &tmp))?;
-            fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("sync", dir))?;
+            write_secret(dir, KEY_FILE, &hex::encode(signing.to_bytes()))?;
             let key = DeviceKey { signing };
             write_public(dir, &key)?;
             tracing::info!(public_key = %key.public_hex(), "generated the device key pair");
             Ok(key)
         }
         Err(e) => Err(io("inspect", &path)(e)),
+    }
+}
+
+/// Writes `text` to `dir/name` with mode 0600: temp file, fsync, rename, directory fsync.
+fn write_secret(dir: &Path, name: &str, text: &str) -> Result<(), KeyStoreError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(io("write", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", dir))
+}
+
+fn parse_seed(text: &str, path: &Path) -> Result<SigningKey, KeyStoreError> {
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .map_err(|_| KeyStoreError::Malformed(path.to_path_buf()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Step 1 of a rotation: a fresh key, stored as pending for the announcement at `seq`.
+pub fn stage_rotation(dir: &Path, seq: u64) -> Result<DeviceKey, KeyStoreError> {
+    let signing = SigningKey::generate(&mut OsRng);
+    write_secret(
+        dir,
+        NEXT_KEY_FILE,
+        &format!("{seq} {}", hex::encode(signing.to_bytes())),
+    )?;
+    Ok(DeviceKey { signing })
+}
+
+/// Step 3 of a rotation: the staged key becomes the device key.
+pub fn promote(dir: &Path) -> Result<DeviceKey, KeyStoreError> {
+    let next = dir.join(NEXT_KEY_FILE);
+    let text = fs::read_to_string(&next).map_err(io("read", &next))?;
+    let (_, seed) = text
+        .split_once(' ')
+        .ok_or_else(|| KeyStoreError::Malformed(next.clone()))?;
+    let signing = parse_seed(seed, &next)?;
+    fs::rename(&next, dir.join(KEY_FILE)).map_err(io("rename", &next))?;
+    sync_dir(dir)?;
+    let key = DeviceKey { signing };
+    write_public(dir, &key)?;
+    tracing::info!(public_key = %key.public_hex(), "device key rotated");
+    Ok(key)
+}
+
+/// Finishes or discards a rotation that a crash interrupted. `next_seq` is the outbox's next
+/// sequence number. Returns whether a staged key was promoted.
+pub fn recover_rotation(dir: &Path, next_seq: u64) -> Result<bool, KeyStoreError> {
+    let next = dir.join(NEXT_KEY_FILE);
+    let text = match fs::read_to_string(&next) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io("read", &next)(e)),
+    };
+    let seq: u64 = text
+        .split_once(' ')
+        .and_then(|(s, _)| s.parse().ok())
+        .ok_or_else(|| KeyStoreError::Malformed(next.clone()))?;
+    if next_seq > seq {
+        promote(dir)?;
+        Ok(true)
+    } else {
+        fs::remove_file(&next).map_err(io("remove", &next))?;
+        sync_dir(dir)?;
+        tracing::warn!(
+            seq,
+            "an interrupted key rotation was discarded; the old key stays"
+        );
+        Ok(false)
     }
 }
 
@@ -175,5 +252,35 @@ mod tests {
             load_or_create(dir.path()),
             Err(KeyStoreError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_rotation_is_promoted_or_discarded_by_whether_its_seq_was_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = load_or_create(dir.path()).expect("create");
+        let new = stage_rotation(dir.path(), 5).expect("stage");
+        let mode = fs::metadata(dir.path().join(NEXT_KEY_FILE))
+            .expect("staged")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // crash before the announcement took seq 5: the old key stays
+        assert!(!recover_rotation(dir.path(), 5).expect("recover"));
+        assert_eq!(
+            load_or_create(dir.path()).expect("load").public_hex(),
+            old.public_hex()
+        );
+        assert!(!dir.path().join(NEXT_KEY_FILE).exists());
+        // crash after: the new key wins
+        let new2 = stage_rotation(dir.path(), 5).expect("stage");
+        assert_ne!(new.public_hex(), new2.public_hex());
+        assert!(recover_rotation(dir.path(), 6).expect("recover"));
+        let now = load_or_create(dir.path()).expect("load");
+        assert_eq!(now.public_hex(), new2.public_hex());
+        assert_eq!(
+            read_public(&dir.path().join(PUB_FILE)).expect("pub"),
+            new2.verifying()
+        );
+        assert!(!recover_rotation(dir.path(), 7).expect("nothing staged"));
     }
 }

@@ -7,10 +7,12 @@
 //! - [`camera`]: frame sources (file/folder, HTTP snapshot; V4L2 behind a feature).
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`agent`]: wiring: capture → frame → sign → outbox → publish.
+//! - [`enroll`]: one-time enrollment with the cloud, which writes the configuration.
 
 pub mod agent;
 pub mod camera;
 pub mod config;
+pub mod enroll;
 pub mod health;
 pub mod keystore;
 pub mod outbox;

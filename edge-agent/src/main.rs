@@ -2,7 +2,8 @@
 //!
 //! `run` starts the agent from a TOML configuration; `status` shows what the running agent
 //! last wrote (connection, outbox depth, last reading, scale state); `inspect` decodes and
-//! verifies a signed reading; `scales probe PORT` finds the protocol a scale speaks.
+//! verifies a signed reading or key rotation; `scales probe PORT` finds the protocol a scale
+//! speaks; `enroll` registers the box with the cloud and writes its configuration.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -69,6 +70,33 @@ enum Cmd {
         #[arg(long, short, env = "METCON_EDGE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Enroll this box with the cloud using the one-time code an admin created, and write
+    /// the configuration (device id, broker and credentials, scale and camera settings).
+    Enroll {
+        /// The cloud's URL, e.g. https://metcon.plant.example
+        #[arg(long)]
+        server: String,
+        /// The enrollment code, e.g. K7QF-3M9T-WX2D-HP4N
+        #[arg(long, env = "METCON_ENROLL_CODE")]
+        code: String,
+        /// Where to write the configuration.
+        #[arg(
+            long,
+            short,
+            env = "METCON_EDGE_CONFIG",
+            default_value = "/etc/metcon/edge.toml"
+        )]
+        config: PathBuf,
+        /// The agent's data folder (keys, outbox).
+        #[arg(long, default_value = "/var/lib/metcon-edge")]
+        data_dir: PathBuf,
+        /// A private CA certificate (PEM) for the server's HTTPS.
+        #[arg(long)]
+        server_ca: Option<PathBuf>,
+        /// Enroll again even though a configuration exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Scale tools.
     Scales {
         #[command(subcommand)]
@@ -116,6 +144,35 @@ fn main() -> anyhow::Result<()> {
         .context("while starting the runtime")?;
     match cli.command {
         Cmd::Run { config } => rt.block_on(run(&config)),
+        Cmd::Enroll {
+            server,
+            code,
+            config,
+            data_dir,
+            server_ca,
+            force,
+        } => {
+            let opts = metcon_edge::enroll::EnrollOptions {
+                server,
+                code,
+                config: config.clone(),
+                data_dir,
+                server_ca,
+                force,
+            };
+            let resp = rt.block_on(metcon_edge::enroll::enroll(&opts))?;
+            println!(
+                "enrolled as device {} at station {} ({}); broker {}:{}{}",
+                resp.device_id,
+                resp.station_id,
+                resp.site,
+                resp.broker.host,
+                resp.broker.port,
+                if resp.broker.tls { " (TLS)" } else { "" }
+            );
+            println!("configuration written to {}", config.display());
+            Ok(())
+        }
         Cmd::Check { config } => {
             let c = Config::load(&config)?;
             println!("{}: ok (device {})", config.display(), c.device);
@@ -238,20 +295,22 @@ fn inspect(input: &str, key: Option<&Path>, config: Option<&Path>) -> anyhow::Re
         (None, Some(c)) => Some(Config::load(c)?.key_dir().join(keystore::PUB_FILE)),
         (None, None) => None,
     };
-    let kid = reading::key_id(&bytes).context("while decoding the envelope")?;
-    let (r, verdict) = match key_path {
+    let envelope = reading::Envelope::parse(&bytes).context("while decoding the envelope")?;
+    let verdict = match key_path {
         Some(p) => {
             let vk = keystore::read_public(&p)?;
-            let r = reading::verify(&bytes, &vk).context("signature check failed")?;
-            (r, format!("signature valid (key {})", p.display()))
+            envelope.verify(&vk).context("signature check failed")?;
+            format!("signature valid (key {})", p.display())
         }
-        None => (
-            reading::decode_unverified(&bytes)?,
-            "NOT VERIFIED (pass --key or --config)".to_string(),
-        ),
+        None => "NOT VERIFIED (pass --key or --config)".to_string(),
     };
-    println!("key id:    {kid}");
+    println!("key id:    {}", envelope.device());
     println!("{verdict}");
-    println!("{}", serde_json::to_string_pretty(&r)?);
+    match envelope.open()? {
+        reading::Signed::Reading(r) => println!("{}", serde_json::to_string_pretty(&r)?),
+        reading::Signed::KeyRotation(k) => {
+            println!("key rotation: {}", serde_json::to_string_pretty(&k)?)
+        }
+    }
     Ok(())
 }

@@ -14,12 +14,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metcon_shared::topic::{Channel, DeviceCommand, DeviceId, DeviceStatus, LiveWeight, Topic};
+use metcon_shared::topic::{
+    Channel, DeviceCommand, DeviceConfig, DeviceId, DeviceStatus, LiveWeight, Topic,
+    STATUS_HEARTBEAT_SECS,
+};
 use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
     TlsConfiguration, Transport,
 };
-use serde::Deserialize;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::MqttConfig;
@@ -27,12 +29,6 @@ use crate::outbox::{Entry, Outbox};
 
 /// Readings in flight at once.
 const WINDOW: usize = 64;
-
-/// Configuration the cloud may push on the retained `config` topic.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct RemoteConfig {
-    pub live_rate_hz: Option<f64>,
-}
 
 /// What the publisher shares with the rest of the agent.
 #[derive(Debug)]
@@ -198,6 +194,8 @@ async fn session(
     let mut live_tick = tokio::time::interval(live_period(*live_rate));
     let mut status_tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_status: Option<DeviceStatus> = None;
+    let mut last_status_at = tokio::time::Instant::now();
+    let mut live_open = true;
     let mut last_live: Option<LiveWeight> = None;
     let mut dirty = true;
     loop {
@@ -251,10 +249,11 @@ async fn session(
                         let _ = client.try_subscribe(topic(Channel::Cmd), QoS::AtLeastOnce);
                         let _ = client.try_subscribe(topic(Channel::Config), QoS::AtLeastOnce);
                         let status = ch.status.borrow().clone();
-                        if let Ok(bytes) = serde_json::to_vec(&status) {
+                        if let Ok(bytes) = serde_json::to_vec(&stamped(&status)) {
                             if client.try_publish(topic(Channel::Status), QoS::AtLeastOnce, true, bytes).is_ok() {
                                 f.fifo.push_back(Tag::Untracked);
                                 last_status = Some(status);
+                                last_status_at = tokio::time::Instant::now();
                             }
                         }
                     }
@@ -301,14 +300,15 @@ async fn session(
                                 }
                             }
                             Ok(t) if t.device == *device && t.channel == Channel::Config => {
-                                match serde_json::from_slice::<RemoteConfig>(&p.payload) {
-                                    Ok(rc) => {
-                                        if let Some(r) = rc.live_rate_hz.filter(|r| (0.0..=50.0).contains(r)) {
+                                match serde_json::from_slice::<DeviceConfig>(&p.payload) {
+                                    Ok(rc) if rc.problems().is_empty() => {
+                                        if let Some(r) = rc.live_rate_hz {
                                             *live_rate = r;
                                             live_tick = tokio::time::interval(live_period(r));
                                         }
                                         tracing::info!(?rc, "configuration from the cloud");
                                     }
+                                    Ok(rc) => tracing::warn!(problems = ?rc.problems(), "configuration ignored"),
                                     Err(e) => tracing::warn!(error = %e, "malformed configuration ignored"),
                                 }
                             }
@@ -332,11 +332,35 @@ async fn session(
             }
             _ = status_tick.tick(), if up => {
                 let status = ch.status.borrow().clone();
-                if Some(&status) != last_status.as_ref() {
-                    if let Ok(bytes) = serde_json::to_vec(&status) {
+                let heartbeat = last_status_at.elapsed() >= Duration::from_secs(STATUS_HEARTBEAT_SECS);
+                if Some(&status) != last_status.as_ref() || heartbeat {
+                    if let Ok(bytes) = serde_json::to_vec(&stamped(&status)) {
                         if client.try_publish(topic(Channel::Status), QoS::AtLeastOnce, true, bytes).is_ok() {
                             f.fifo.push_back(Tag::Untracked);
                             last_status = Some(status);
+                            last_status_at = tokio::time::Instant::now();
+                        }
+                    }
+                }
+            }
+            // a change of the stable flag goes out at once: the kiosk shows "stable" when the
+            // scale is, not at the next tick
+            changed = ch.live.changed(), if up && live_open && *live_rate > 0.0 => {
+                if changed.is_err() {
+                    live_open = false;
+                    continue;
+                }
+                let live = ch.live.borrow().clone();
+                let flipped = match (&live, &last_live) {
+                    (Some(a), Some(b)) => a.stable != b.stable,
+                    (Some(_), None) => true,
+                    _ => false,
+                };
+                if flipped {
+                    if let Some(bytes) = live.as_ref().and_then(|l| serde_json::to_vec(l).ok()) {
+                        if client.try_publish(topic(Channel::Live), QoS::AtMostOnce, false, bytes).is_ok() {
+                            f.fifo.push_back(Tag::Untracked);
+                            last_live = live;
                         }
                     }
                 }
@@ -354,6 +378,15 @@ async fn session(
                 return Session::Shutdown;
             }
         }
+    }
+}
+
+/// The status as published: with the agent's version and its clock at this moment.
+fn stamped(status: &DeviceStatus) -> DeviceStatus {
+    DeviceStatus {
+        agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        device_time: Some(time::OffsetDateTime::now_utc()),
+        ..status.clone()
     }
 }
 

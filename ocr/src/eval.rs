@@ -1,5 +1,6 @@
 //! Evaluation over a labelled folder (`labels.csv` with header `filename,text` beside the
-//! images): exact-match accuracy, accuracy and coverage at the acceptance threshold and
+//! images; an optional third column `roi` holds `full` or `x y w h` to read a fixed region
+//! instead of localising the display): exact-match accuracy, accuracy and coverage at the acceptance threshold and
 //! milliseconds per image for the built-in reader, side by side with `ssocr` and
 //! `tesseract` run as external processes when they are installed.
 
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::{OcrError, Reader};
+use crate::{OcrError, Reader, Roi};
 
 /// Errors of an evaluation run.
 #[derive(Debug, thiserror::Error)]
@@ -116,8 +117,8 @@ impl EvalReport {
 }
 
 /// Evaluates the built-in reader (and, with `compare_external`, ssocr and tesseract) on the
-/// images listed in `dir/labels.csv`. Images are read without a region of interest, i.e.
-/// with display localisation.
+/// images listed in `dir/labels.csv`. Rows without a `roi` column are read with display
+/// localisation (phone photos); `full` reads the whole image as the region (crops).
 pub fn evaluate(dir: &Path, threshold: f32, compare_external: bool) -> Result<EvalReport, EvalError> {
     let reader = Reader::builtin()?;
     evaluate_with(&reader, dir, threshold, compare_external)
@@ -130,10 +131,18 @@ pub fn evaluate_with(reader: &Reader, dir: &Path, threshold: f32, compare_extern
     metcon.accepted = Some(0);
     metcon.accepted_correct = Some(0);
     let mut misreads = Vec::new();
-    for (file, expected) in &rows {
+    for row in &rows {
+        let (file, expected) = (&row.file, &row.text);
         let path = dir.join(file);
         let t = Instant::now();
-        let got = image::open(&path).ok().and_then(|img| reader.read(&img, None).ok());
+        let got = image::open(&path).ok().and_then(|img| {
+            let roi = match row.roi {
+                RowRoi::Localise => None,
+                RowRoi::Full => Some(Roi { x: 0, y: 0, w: img.width(), h: img.height() }),
+                RowRoi::Fixed(r) => Some(r),
+            };
+            reader.read(&img, roi).ok()
+        });
         metcon.total_ms += t.elapsed().as_secs_f64() * 1000.0;
         metcon.images += 1;
         match got {
@@ -160,16 +169,44 @@ pub fn evaluate_with(reader: &Reader, dir: &Path, threshold: f32, compare_extern
     Ok(EvalReport { dir: dir.to_path_buf(), threshold, engines, misreads })
 }
 
-fn read_labels(dir: &Path) -> Result<Vec<(String, String)>, EvalError> {
+/// How a row's image is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RowRoi {
+    Localise,
+    Full,
+    Fixed(Roi),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    file: String,
+    text: String,
+    roi: RowRoi,
+}
+
+fn parse_row_roi(s: &str) -> RowRoi {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("full") {
+        return RowRoi::Full;
+    }
+    let v: Vec<u32> = s.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    match v.as_slice() {
+        [x, y, w, h] => RowRoi::Fixed(Roi { x: *x, y: *y, w: *w, h: *h }),
+        _ => RowRoi::Localise,
+    }
+}
+
+fn read_labels(dir: &Path) -> Result<Vec<Row>, EvalError> {
     let path = dir.join("labels.csv");
-    let mut rd = csv::Reader::from_path(&path).map_err(|source| EvalError::Labels { path: path.clone(), source })?;
+    let mut rd = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_path(&path).map_err(|source| EvalError::Labels { path: path.clone(), source })?;
     let mut rows = Vec::new();
     for rec in rd.records() {
         let rec = rec.map_err(|source| EvalError::Labels { path: path.clone(), source })?;
         let file = rec.get(0).unwrap_or("").trim().to_string();
         let text = rec.get(1).unwrap_or("").trim().to_string();
+        let roi = rec.get(2).map_or(RowRoi::Localise, parse_row_roi);
         if !file.is_empty() {
-            rows.push((file, text));
+            rows.push(Row { file, text, roi });
         }
     }
     if rows.is_empty() {
@@ -184,12 +221,13 @@ fn installed(program: &str) -> bool {
 
 type External = fn(&Path) -> Option<String>;
 
-fn run_external(name: &str, dir: &Path, rows: &[(String, String)], f: External) -> EngineResult {
+fn run_external(name: &str, dir: &Path, rows: &[Row], f: External) -> EngineResult {
     if !installed(name) {
         return EngineResult::new(name, false);
     }
     let mut r = EngineResult::new(name, true);
-    for (file, expected) in rows {
+    for row in rows {
+        let (file, expected) = (&row.file, &row.text);
         let t = Instant::now();
         let got = f(&dir.join(file));
         r.total_ms += t.elapsed().as_secs_f64() * 1000.0;
@@ -305,6 +343,13 @@ mod tests {
         };
         let s = r.to_string();
         assert!(s.contains("metcon") && s.contains("not installed") && s.contains("75.0%"), "{s}");
+    }
+
+    #[test]
+    fn row_rois() {
+        assert_eq!(parse_row_roi("full"), RowRoi::Full);
+        assert_eq!(parse_row_roi(""), RowRoi::Localise);
+        assert_eq!(parse_row_roi("1 2 30 40"), RowRoi::Fixed(Roi { x: 1, y: 2, w: 30, h: 40 }));
     }
 
     #[test]

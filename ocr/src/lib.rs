@@ -123,9 +123,20 @@ impl Reader {
         }
     }
 
-    /// Recognises one crop: best-path text and calibrated confidence.
+    /// Recognises one crop with test-time variants: the crop as is and stretched to 88 % and
+    /// 112 % of its width. All three must agree for the calibrated confidence (their median)
+    /// to stand; a 2-of-3 majority keeps 0.7 × the lower of the two; otherwise the most
+    /// confident single reading keeps 0.4 × its confidence.
     pub fn read_gray(&self, crop: &Gray) -> Result<(Decoded, f32), OcrError> {
-        let (input, _) = preprocess::model_input(crop);
+        let base = self.read_once(crop, 1.0)?;
+        let a = self.read_once(crop, 0.88)?;
+        let b = self.read_once(crop, 1.12)?;
+        Ok(combine(base, a, b))
+    }
+
+    /// One pass of the network over `crop` with its width scaled by `stretch`.
+    pub fn read_once(&self, crop: &Gray, stretch: f64) -> Result<(Decoded, f32), OcrError> {
+        let (input, _) = preprocess::model_input_stretched(crop, stretch);
         let tensor: Tensor = tract_ndarray::Array4::from_shape_vec((1, 1, INPUT_H, INPUT_W), input)
             .map_err(|e| OcrError::Inference(e.to_string()))?
             .into();
@@ -161,7 +172,7 @@ impl Reader {
         let mut best: Option<(Decoded, f32, Roi)> = None;
         for r in regions {
             let crop = gray.crop(r.x as usize, r.y as usize, r.w as usize, r.h as usize);
-            let (d, c) = self.read_gray(&crop)?;
+            let (d, c) = self.read_once(&crop, 1.0)?;
             let better = match &best {
                 None => true,
                 Some((bd, bc, _)) => {
@@ -173,9 +184,39 @@ impl Reader {
             }
         }
         match best {
-            Some((d, c, r)) => Ok(reading(d, c, r)),
+            Some((d, c, r)) => {
+                // confirm the chosen region with the stretched variants
+                let crop = gray.crop(r.x as usize, r.y as usize, r.w as usize, r.h as usize);
+                let a = self.read_once(&crop, 0.88)?;
+                let b = self.read_once(&crop, 1.12)?;
+                let (d, c) = combine((d, c), a, b);
+                Ok(reading(d, c, r))
+            }
             None => Ok(reading(Decoded { text: String::new(), log_prob: 0.0, columns: vec![] }, 0.0, full)),
         }
+    }
+}
+
+/// Agreement rule of [`Reader::read_gray`].
+fn combine(base: (Decoded, f32), a: (Decoded, f32), b: (Decoded, f32)) -> (Decoded, f32) {
+    let (ta, tb) = (a.0.text == base.0.text, b.0.text == base.0.text);
+    if ta && tb {
+        let mut c = [base.1, a.1, b.1];
+        c.sort_by(f32::total_cmp);
+        return (base.0, c[1]);
+    }
+    if ta || tb {
+        let other = if ta { a.1 } else { b.1 };
+        return (base.0.clone(), 0.7 * base.1.min(other));
+    }
+    if a.0.text == b.0.text {
+        let c = 0.7 * a.1.min(b.1);
+        return (a.0, c);
+    }
+    let best = [base, a, b].into_iter().max_by(|x, y| x.1.total_cmp(&y.1));
+    match best {
+        Some((d, c)) => (d, 0.4 * c),
+        None => (Decoded { text: String::new(), log_prob: 0.0, columns: vec![] }, 0.0),
     }
 }
 
@@ -232,6 +273,25 @@ mod tests {
         assert_eq!(clamp_roi(Roi { x: 10, y: 10, w: 500, h: 500 }, 100, 50), Some(Roi { x: 10, y: 10, w: 90, h: 40 }));
         assert_eq!(clamp_roi(Roi { x: 100, y: 0, w: 5, h: 5 }, 100, 50), None);
         assert_eq!(clamp_roi(Roi { x: 0, y: 0, w: 4, h: 40 }, 100, 50), None);
+    }
+
+    fn dec(t: &str, c: f32) -> (Decoded, f32) {
+        (Decoded { text: t.into(), log_prob: 0.0, columns: vec![] }, c)
+    }
+
+    #[test]
+    fn agreement_rule() {
+        let (d, c) = combine(dec("1.5", 0.9), dec("1.5", 0.99), dec("1.5", 0.95));
+        assert_eq!((d.text.as_str(), c), ("1.5", 0.95));
+        let (d, c) = combine(dec("1.5", 0.9), dec("1.6", 0.99), dec("1.5", 0.95));
+        assert_eq!(d.text, "1.5");
+        assert!((c - 0.63).abs() < 1e-6);
+        let (d, c) = combine(dec("7", 0.9), dec("1.6", 0.99), dec("1.6", 0.95));
+        assert_eq!(d.text, "1.6");
+        assert!((c - 0.665).abs() < 1e-6);
+        let (d, c) = combine(dec("7", 0.9), dec("1", 0.99), dec("2", 0.5));
+        assert_eq!(d.text, "1");
+        assert!((c - 0.396).abs() < 1e-6);
     }
 
     #[test]

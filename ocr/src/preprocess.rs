@@ -129,11 +129,16 @@ fn weights(n_in: usize, n_out: usize) -> Vec<Vec<(usize, f32)>> {
 /// (width clamped to 4..=256), `(v - mean) / max(std, 8)` clipped to [-3, 3], right-padded
 /// with 0. Returns the row-major 32 x 256 buffer and the content width.
 pub fn model_input(crop: &Gray) -> (Vec<f32>, usize) {
+    model_input_stretched(crop, 1.0)
+}
+
+/// As [`model_input`] with the width multiplied by `stretch` (test-time variants).
+pub fn model_input_stretched(crop: &Gray, stretch: f64) -> (Vec<f32>, usize) {
     let mut out = vec![0.0f32; INPUT_H * INPUT_W];
     if crop.w == 0 || crop.h == 0 {
         return (out, 0);
     }
-    let nw = ((crop.w as f64 * INPUT_H as f64 / crop.h as f64).round() as usize).clamp(4, INPUT_W);
+    let nw = ((crop.w as f64 * stretch * INPUT_H as f64 / crop.h as f64).round() as usize).clamp(4, INPUT_W);
     let r = crop.resize(nw, INPUT_H);
     let n = r.data.len() as f64;
     let mean = r.data.iter().map(|&v| f64::from(v)).sum::<f64>() / n;

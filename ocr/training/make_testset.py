@@ -1,5 +1,5 @@
 """Renders the committed held-out evaluation set from seed 3 (never used in training):
-`crops/` (display crops as a fixed camera's region gives them) and `scenes/` (1080p-class
+`crops/` (display crops as a fixed camera's region gives them; roi column "full") and `scenes/` (1080p-class
 "phone photos" of scales), each with labels.csv (filename,text); scenes also get
 regions.csv (filename,x,y,w,h of the digits)."""
 
@@ -27,13 +27,13 @@ def main():
     os.makedirs(sdir, exist_ok=True)
     with open(os.path.join(cdir, "labels.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["filename", "text"])
+        w.writerow(["filename", "text", "roi"])
         for i in range(a.crops):
             rng = np.random.default_rng([a.seed, i])
             img, label = synth.make_crop(rng)
             name = f"crop_{i:04d}.jpg"
             cv2.imwrite(os.path.join(cdir, name), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-            w.writerow([name, label])
+            w.writerow([name, label, "full"])
     with open(os.path.join(sdir, "labels.csv"), "w", newline="") as f, \
             open(os.path.join(sdir, "regions.csv"), "w", newline="") as g:
         w = csv.writer(f)
@@ -44,7 +44,7 @@ def main():
             rng = np.random.default_rng([a.seed, 100000 + i])
             img, label, box = synth.make_scene(rng)
             name = f"scene_{i:03d}.jpg"
-            cv2.imwrite(os.path.join(sdir, name), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
+            cv2.imwrite(os.path.join(sdir, name), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 60])
             w.writerow([name, label])
             r.writerow([name, *box])
 

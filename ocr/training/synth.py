@@ -135,33 +135,21 @@ def segment_polys(w, h, t, gap, shape):
             return [(x0, y), (x0 + ht, y - ht), (x1 - ht, y - ht), (x1, y), (x1 - ht, y + ht), (x0 + ht, y + ht)]
         if shape == "rect":
             return [(x0 + ht * 0.6, y - ht), (x1 - ht * 0.6, y - ht), (x1 - ht * 0.6, y + ht), (x0 + ht * 0.6, y + ht)]
-        if shape == "round":
-            return ("round", (x0 + ht, y), (x1 - ht, y))
-        # trapezoid (outer edge long)
-        return [(x0, y - ht), (x1, y - ht), (x1 - t, y + ht), (x0 + t, y + ht)]
+        # rounded (stadium): drawn as a thick line with round caps
+        return ("round", (x0 + ht, y), (x1 - ht, y))
 
     def vseg(x, y0, y1, side):
         if shape == "hex":
             return [(x, y0), (x + ht, y0 + ht), (x + ht, y1 - ht), (x, y1), (x - ht, y1 - ht), (x - ht, y0 + ht)]
         if shape == "rect":
             return [(x - ht, y0 + ht * 0.6), (x + ht, y0 + ht * 0.6), (x + ht, y1 - ht * 0.6), (x - ht, y1 - ht * 0.6)]
-        if shape == "round":
-            return ("round", (x, y0 + ht), (x, y1 - ht))
-        if side == "l":
-            return [(x - ht, y0), (x + ht, y0 + t), (x + ht, y1 - t), (x - ht, y1)]
-        return [(x + ht, y0), (x - ht, y0 + t), (x - ht, y1 - t), (x + ht, y1)]
+        return ("round", (x, y0 + ht), (x, y1 - ht))
 
     xl, xr = ht, w - ht
     yt, yb = ht, h - ht
-    if shape == "trap":
-        polys["a"] = hseg(gap, w - gap, yt)
-        polys["d"] = [(gap + t, yb - ht), (w - gap - t, yb - ht), (w - gap, yb + ht), (gap, yb + ht)]
-    else:
-        polys["a"] = hseg(xl + gap, xr - gap, yt)
-        polys["d"] = hseg(xl + gap, xr - gap, yb)
-    polys["g"] = hseg(xl + gap, xr - gap, ym) if shape != "trap" else [
-        (t + gap, ym), (t + gap + ht, ym - ht), (w - t - gap - ht, ym - ht), (w - t - gap, ym),
-        (w - t - gap - ht, ym + ht), (t + gap + ht, ym + ht)]
+    polys["a"] = hseg(xl + gap, xr - gap, yt)
+    polys["d"] = hseg(xl + gap, xr - gap, yb)
+    polys["g"] = hseg(xl + gap, xr - gap, ym)
     polys["b"] = vseg(xr, yt + gap, ym - gap, "r")
     polys["c"] = vseg(xr, ym + gap, yb - gap, "r")
     polys["e"] = vseg(xl, ym + gap, yb - gap, "l")

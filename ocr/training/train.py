@@ -75,7 +75,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", required=True)
     ap.add_argument("--val", required=True)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=float, default=1.6)
     ap.add_argument("--bs", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=1)
@@ -83,8 +83,14 @@ def main():
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--onnx", required=True)
     ap.add_argument("--max-minutes", type=float, default=45.0)
+    ap.add_argument("--export-only", action="store_true", help="export --ckpt to --onnx and exit")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.export_only:
+        net = SevenSegNet()
+        net.load_state_dict(torch.load(a.ckpt))
+        export(net, a.onnx)
+        return
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
 
@@ -99,12 +105,13 @@ def main():
     net = SevenSegNet()
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(X) / a.bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.epochs * steps_per_epoch, pct_start=0.15)
+    total_steps = int(math.ceil(a.epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total_steps, pct_start=0.15)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     t0 = time.time()
     step = 0
     stop = False
-    for ep in range(a.epochs):
+    for ep in range(int(math.ceil(a.epochs))):
         run = 0.0
         for bi, idx in enumerate(batches(wtr, a.bs, rng)):
             w = int(min(INPUT_W, max(64, math.ceil(wtr[idx].max() / 32) * 32)))
@@ -131,6 +138,9 @@ def main():
             run = 0.98 * run + 0.02 * float(loss) if bi else float(loss)
             if bi % 200 == 0:
                 print(f"ep {ep} step {bi}/{steps_per_epoch} loss {run:.4f} lr {sched.get_last_lr()[0]:.5f} {time.time() - t0:.0f}s", flush=True)
+            if step >= total_steps:
+                stop = True
+                break
             if (time.time() - t0) / 60 > a.max_minutes:
                 print("time budget reached, stopping early", flush=True)
                 stop = True
@@ -141,11 +151,15 @@ def main():
         if stop:
             break
 
+    export(net, a.onnx)
+    print(json.dumps({"train_seconds": round(time.time() - t0), "steps": step, "onnx": a.onnx}))
+
+
+def export(net, path):
     net.eval()
-    ex = Exported(net)
     dummy = torch.zeros(1, 1, INPUT_H, INPUT_W)
-    torch.onnx.export(ex, dummy, a.onnx, input_names=["image"], output_names=["probs"], opset_version=13, dynamo=False)
-    print(json.dumps({"train_seconds": round(time.time() - t0), "onnx": a.onnx}))
+    torch.onnx.export(Exported(net), dummy, path, input_names=["image"], output_names=["probs"], opset_version=13,
+                      dynamo=False)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,13 @@
 //! - [`role`]: roles, the permission table and station scoping.
 //! - [`reading`]: signed scale readings (payload and COSE_Sign1 envelope).
 //! - [`topic`]: the MQTT topic scheme.
+//! - [`device`]: device settings and the enrollment contract.
+//! - [`calibration`]: scale calibration records and whether a scale may decide a mass check.
 
 pub mod batch;
 pub mod batch_number;
+pub mod calibration;
+pub mod device;
 pub mod flow;
 pub mod mass;
 pub mod reading;

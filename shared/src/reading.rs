@@ -33,6 +33,8 @@ pub const MAX_RAW_LINE_BYTES: usize = 512;
 pub const MAX_SERIAL_BYTES: usize = 64;
 /// COSE content type of the payload.
 pub const CONTENT_TYPE: &str = "application/vnd.metcon.reading+cbor";
+/// COSE content type of a key rotation announcement (see [`KeyRotation`]).
+pub const ROTATION_CONTENT_TYPE: &str = "application/vnd.metcon.key-rotation+cbor";
 
 /// What the scale reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +106,10 @@ pub struct Reading {
     pub device_time: OffsetDateTime,
     /// SHA-256 of the camera frame taken with this reading.
     pub frame_sha256: Option<FrameDigest>,
+    /// The `request_id` of the cloud's capture command this reading answers, if any: it
+    /// binds the reading to the step that asked for it.
+    #[serde(default)]
+    pub capture_request: Option<String>,
 }
 
 /// Why a reading cannot be signed, or an envelope is not a valid signed reading.
@@ -133,6 +139,8 @@ pub enum ReadingError {
     RawLineTooLong(usize),
     #[error("scale serial is {0} bytes; the limit is {MAX_SERIAL_BYTES}")]
     SerialTooLong(usize),
+    #[error("not a usable Ed25519 public key: {0}")]
+    BadPublicKey(String),
 }
 
 impl Reading {
@@ -147,6 +155,14 @@ impl Reading {
         if let Some(s) = &self.scale_serial {
             if s.len() > MAX_SERIAL_BYTES {
                 return Err(ReadingError::SerialTooLong(s.len()));
+            }
+        }
+        if let Some(r) = &self.capture_request {
+            if r.len() > MAX_SERIAL_BYTES {
+                return Err(ReadingError::Payload(format!(
+                    "capture request id is {} bytes; the limit is {MAX_SERIAL_BYTES}",
+                    r.len()
+                )));
             }
         }
         Ok(())
@@ -232,6 +248,13 @@ fn parse_envelope(bytes: &[u8]) -> Result<(CoseSign1, DeviceId), ReadingError> {
     Ok((envelope, device))
 }
 
+fn content_kind(envelope: &CoseSign1) -> PayloadKind {
+    match &envelope.protected.header.content_type {
+        Some(coset::ContentType::Text(t)) if t == ROTATION_CONTENT_TYPE => PayloadKind::KeyRotation,
+        _ => PayloadKind::Reading,
+    }
+}
+
 /// The device id in the envelope's protected header, *unverified*: use it only to look up
 /// the key to pass to [`verify`].
 pub fn key_id(bytes: &[u8]) -> Result<DeviceId, ReadingError> {
@@ -241,6 +264,11 @@ pub fn key_id(bytes: &[u8]) -> Result<DeviceId, ReadingError> {
 /// Verifies the envelope with the device's key, then decodes and checks the reading.
 pub fn verify(bytes: &[u8], key: &VerifyingKey) -> Result<Reading, ReadingError> {
     let (envelope, kid) = parse_envelope(bytes)?;
+    if content_kind(&envelope) != PayloadKind::Reading {
+        return Err(ReadingError::Payload(
+            "a key rotation, not a reading".into(),
+        ));
+    }
     envelope.verify_signature(b"", |sig, data| {
         let sig = Signature::from_slice(sig).map_err(|_| ReadingError::BadSignature)?;
         key.verify_strict(data, &sig)
@@ -271,6 +299,203 @@ pub fn decode_unverified(bytes: &[u8]) -> Result<Reading, ReadingError> {
     Reading::from_cbor(payload)
 }
 
+/// What a signed entry of a device's stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    Reading,
+    KeyRotation,
+}
+
+/// A device announcing its next key, signed with its current key.
+///
+/// It travels as an entry of the device's reading stream and takes a sequence number of its
+/// own, so it is durable in the outbox and ordered with the readings: entries up to and
+/// including `seq` are signed with the old key, entries after it with `new_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRotation {
+    /// Payload format version, [`FORMAT_VERSION`].
+    pub v: u8,
+    pub device: DeviceId,
+    pub seq: u64,
+    /// The new Ed25519 public key, hex on the wire.
+    pub new_key: PublicKeyHex,
+    #[serde(with = "time::serde::rfc3339")]
+    pub device_time: OffsetDateTime,
+}
+
+/// An Ed25519 public key, 32 bytes, lowercase hex on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKeyHex(pub [u8; 32]);
+
+impl PublicKeyHex {
+    /// Parses 64 hex digits into a key that is a valid, non-weak Ed25519 point.
+    pub fn parse(s: &str) -> Result<PublicKeyHex, ReadingError> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s.trim(), &mut out)
+            .map_err(|e| ReadingError::BadPublicKey(format!("not 64 hex digits: {e}")))?;
+        let k = PublicKeyHex(out);
+        k.verifying_key()?;
+        Ok(k)
+    }
+
+    pub fn verifying_key(&self) -> Result<VerifyingKey, ReadingError> {
+        let vk = VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| ReadingError::BadPublicKey("not a point on the curve".into()))?;
+        if vk.is_weak() {
+            return Err(ReadingError::BadPublicKey(
+                "a weak (small-order) key".into(),
+            ));
+        }
+        Ok(vk)
+    }
+}
+
+impl fmt::Debug for PublicKeyHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKeyHex({})", hex::encode(self.0))
+    }
+}
+
+impl fmt::Display for PublicKeyHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl Serialize for PublicKeyHex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKeyHex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PublicKeyHex::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Signs a key rotation with the device's *current* key.
+pub fn sign_rotation(
+    rotation: &KeyRotation,
+    current: &SigningKey,
+) -> Result<SignedReading, ReadingError> {
+    if rotation.v != FORMAT_VERSION {
+        return Err(ReadingError::Version(rotation.v));
+    }
+    let mut payload = Vec::with_capacity(128);
+    ciborium::into_writer(rotation, &mut payload)
+        .map_err(|e| ReadingError::Payload(e.to_string()))?;
+    let protected = HeaderBuilder::new()
+        .algorithm(iana::Algorithm::EdDSA)
+        .key_id(rotation.device.as_str().as_bytes().to_vec())
+        .content_type(ROTATION_CONTENT_TYPE.to_string())
+        .build();
+    let envelope = CoseSign1Builder::new()
+        .protected(protected)
+        .payload(payload)
+        .create_signature(b"", |tbs| current.sign(tbs).to_bytes().to_vec())
+        .build();
+    envelope
+        .to_tagged_vec()
+        .map(SignedReading)
+        .map_err(|e| ReadingError::Envelope(e.to_string()))
+}
+
+/// A verified entry of a device's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signed {
+    Reading(Reading),
+    KeyRotation(KeyRotation),
+}
+
+impl Signed {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Signed::Reading(r) => r.seq,
+            Signed::KeyRotation(k) => k.seq,
+        }
+    }
+}
+
+/// A parsed, not yet verified envelope: what a verifier needs to check many signatures at
+/// once (the cloud uses Ed25519 batch verification) before it opens the payloads.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    device: DeviceId,
+    kind: PayloadKind,
+    to_be_signed: Vec<u8>,
+    signature: Signature,
+    payload: Vec<u8>,
+}
+
+impl Envelope {
+    pub fn parse(bytes: &[u8]) -> Result<Envelope, ReadingError> {
+        let (envelope, device) = parse_envelope(bytes)?;
+        let kind = content_kind(&envelope);
+        let signature =
+            Signature::from_slice(&envelope.signature).map_err(|_| ReadingError::BadSignature)?;
+        let to_be_signed = envelope.tbs_data(b"");
+        let payload = envelope.payload.ok_or(ReadingError::MissingPayload)?;
+        Ok(Envelope {
+            device,
+            kind,
+            to_be_signed,
+            signature,
+            payload,
+        })
+    }
+
+    /// The key id, *unverified*.
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+
+    pub fn kind(&self) -> PayloadKind {
+        self.kind
+    }
+
+    /// The bytes the signature covers (COSE `Sig_structure`).
+    pub fn to_be_signed(&self) -> &[u8] {
+        &self.to_be_signed
+    }
+
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// Checks the signature on its own (strict Ed25519).
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), ReadingError> {
+        key.verify_strict(&self.to_be_signed, &self.signature)
+            .map_err(|_| ReadingError::BadSignature)
+    }
+
+    /// Decodes the payload. Call only after the signature was verified (alone or in a batch).
+    pub fn open(&self) -> Result<Signed, ReadingError> {
+        let (device, signed) = match self.kind {
+            PayloadKind::Reading => {
+                let r = Reading::from_cbor(&self.payload)?;
+                (r.device.clone(), Signed::Reading(r))
+            }
+            PayloadKind::KeyRotation => {
+                let k: KeyRotation = ciborium::from_reader(self.payload.as_slice())
+                    .map_err(|e| ReadingError::Payload(e.to_string()))?;
+                if k.v != FORMAT_VERSION {
+                    return Err(ReadingError::Version(k.v));
+                }
+                (k.device.clone(), Signed::KeyRotation(k))
+            }
+        };
+        if device != self.device {
+            return Err(ReadingError::DeviceMismatch {
+                kid: self.device.to_string(),
+                device: device.to_string(),
+            });
+        }
+        Ok(signed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +521,7 @@ mod tests {
             raw_line: "S S    -148.30 g".into(),
             device_time: datetime!(2026-11-25 05:30:00.123 UTC),
             frame_sha256: Some(FrameDigest([7; 32])),
+            capture_request: Some("arm-1".into()),
         }
     }
 
@@ -415,5 +641,59 @@ mod tests {
     fn unverified_decode_is_available_for_diagnostics() {
         let signed = sign(&reading(9), &key(1)).expect("sign");
         assert_eq!(decode_unverified(signed.as_bytes()).map(|r| r.seq), Ok(9));
+    }
+
+    #[test]
+    fn envelope_parts_verify_and_open_readings_and_rotations() {
+        let old = key(1);
+        let new = key(2);
+        let r = reading(7);
+        let env = Envelope::parse(sign(&r, &old).expect("sign").as_bytes()).expect("parse");
+        assert_eq!(env.kind(), PayloadKind::Reading);
+        assert_eq!(env.device().as_str(), "scale-01");
+        env.verify(&old.verifying_key()).expect("verifies");
+        assert_eq!(
+            env.verify(&new.verifying_key()),
+            Err(ReadingError::BadSignature)
+        );
+        assert_eq!(env.open(), Ok(Signed::Reading(r.clone())));
+
+        let rot = KeyRotation {
+            v: FORMAT_VERSION,
+            device: r.device.clone(),
+            seq: 8,
+            new_key: PublicKeyHex(new.verifying_key().to_bytes()),
+            device_time: r.device_time,
+        };
+        let signed = sign_rotation(&rot, &old).expect("sign rotation");
+        let env = Envelope::parse(signed.as_bytes()).expect("parse");
+        assert_eq!(env.kind(), PayloadKind::KeyRotation);
+        env.verify(&old.verifying_key())
+            .expect("signed by the old key");
+        let Signed::KeyRotation(back) = env.open().expect("open") else {
+            panic!("rotation expected")
+        };
+        assert_eq!(back, rot);
+        assert_eq!(back.new_key.verifying_key(), Ok(new.verifying_key()));
+        // the reading-only verifier refuses a rotation
+        assert!(matches!(
+            verify(signed.as_bytes(), &old.verifying_key()),
+            Err(ReadingError::Payload(_))
+        ));
+    }
+
+    #[test]
+    fn public_keys_must_be_usable() {
+        let good = hex::encode(key(3).verifying_key().to_bytes());
+        assert!(PublicKeyHex::parse(&good).is_ok());
+        assert!(PublicKeyHex::parse("abcd").is_err());
+        assert!(PublicKeyHex::parse(&"zz".repeat(32)).is_err());
+        // the identity point is a weak key
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(matches!(
+            PublicKeyHex::parse(&hex::encode(identity)),
+            Err(ReadingError::BadPublicKey(_))
+        ));
     }
 }

@@ -42,8 +42,10 @@ impl Role {
             CreateBatches | ExecuteSteps | RaiseFlag => {
                 matches!(self, Role::Operator | Role::Supervisor | Role::Admin)
             }
-            ApproveFlags | BlockBatch => matches!(self, Role::Supervisor | Role::Admin),
-            UnblockBatch | OverrideStep | ManageFlows | ManageUsers | ViewAudit => {
+            ApproveFlags | BlockBatch | ViewDevices | RecordCalibration => {
+                matches!(self, Role::Supervisor | Role::Admin)
+            }
+            UnblockBatch | OverrideStep | ManageFlows | ManageUsers | ViewAudit | ManageDevices => {
                 self == Role::Admin
             }
             ViewAnalytics | ExportData => matches!(self, Role::Analyst | Role::Admin),
@@ -94,10 +96,16 @@ pub enum Permission {
     ViewAnalytics,
     ExportData,
     DeleteAudit,
+    /// Register, enroll, revoke and configure edge devices; send them commands.
+    ManageDevices,
+    /// See the fleet: devices, their status and readings.
+    ViewDevices,
+    /// Record scale calibrations and routine tests.
+    RecordCalibration,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 19] = [
         Permission::ViewBatches,
         Permission::ViewFlows,
         Permission::ViewWip,
@@ -114,6 +122,9 @@ impl Permission {
         Permission::ViewAnalytics,
         Permission::ExportData,
         Permission::DeleteAudit,
+        Permission::ManageDevices,
+        Permission::ViewDevices,
+        Permission::RecordCalibration,
     ];
 }
 

@@ -18,6 +18,10 @@ use crate::mass::MassUnit;
 /// The versioned prefix all device topics live under.
 pub const PREFIX: &str = "metcon/v1/dev";
 
+/// Where cloud replicas tell each other about changes (batches moved, devices revoked), so
+/// that every replica's live views and caches follow. Never used by devices.
+pub const CLOUD_CHANGES: &str = "metcon/v1/cloud/changes";
+
 /// Longest device id accepted (it is a topic segment and a COSE key id).
 pub const MAX_DEVICE_ID_LEN: usize = 64;
 
@@ -214,6 +218,9 @@ pub enum DeviceCommand {
     Tare,
     /// Zero the scale.
     Zero,
+    /// Generate a new device key and announce it, signed with the current key, as the next
+    /// entry of the reading stream (see `reading::KeyRotation`).
+    RotateKey,
 }
 
 /// Whether the device is connected, on the retained `status` channel.
@@ -225,6 +232,10 @@ pub enum Presence {
 }
 
 /// The retained status message. The broker will is `{"presence":"offline"}`.
+///
+/// The agent republishes it when anything changes and at least every
+/// [`STATUS_HEARTBEAT_SECS`], so the cloud can tell the device's clock skew from
+/// `device_time` and the time the message arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceStatus {
     pub presence: Presence,
@@ -240,7 +251,19 @@ pub struct DeviceStatus {
     /// Whether the scale answers.
     #[serde(default)]
     pub scale_connected: bool,
+    /// `metcon-edge` version, e.g. `0.1.0`.
+    #[serde(default)]
+    pub agent_version: Option<String>,
+    /// The device's clock when the status was published.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub device_time: Option<time::OffsetDateTime>,
+    /// The `request_id` of the last capture command that was fulfilled.
+    #[serde(default)]
+    pub last_capture_request: Option<String>,
 }
+
+/// Longest interval between two status messages of a connected agent.
+pub const STATUS_HEARTBEAT_SECS: u64 = 30;
 
 impl DeviceStatus {
     pub fn offline() -> DeviceStatus {
@@ -250,7 +273,33 @@ impl DeviceStatus {
             outbox_full: false,
             last_seq: None,
             scale_connected: false,
+            agent_version: None,
+            device_time: None,
+            last_capture_request: None,
         }
+    }
+}
+
+/// Configuration the cloud pushes on the retained `config` channel. Every field is optional:
+/// what is absent keeps the value of the agent's own file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Live weight messages per second for the kiosk (0 = off, at most 50).
+    #[serde(default)]
+    pub live_rate_hz: Option<f64>,
+}
+
+impl DeviceConfig {
+    /// Every problem with the values, for the admin who pushes them.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(r) = self.live_rate_hz {
+            if !(0.0..=50.0).contains(&r) || r.is_nan() {
+                out.push(format!("live_rate_hz must be between 0 and 50 (got {r})"));
+            }
+        }
+        out
     }
 }
 

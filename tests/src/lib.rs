@@ -1,4 +1,12 @@
-//! End-to-end helpers: start the real `metcon-cloud` binary and wait until it listens.
+//! End-to-end helpers: start the real binaries (`metcon-cloud`, `metcon-edge`,
+//! `metcon-scale-sim`) and the real servers they use (Mosquitto), each on free ports with
+//! temporary folders, and talk to them as users and devices do.
+
+pub mod api;
+pub mod edge;
+pub mod mosquitto;
+pub mod poll;
+pub mod scale_sim;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,6 +21,8 @@ use anyhow::{bail, Context, Result};
 pub struct Server {
     pub base: String,
     pub setup_token: Option<String>,
+    /// The embedded broker's device gate (`host:port`), when it runs one.
+    pub broker: Option<String>,
     child: Child,
 }
 
@@ -54,6 +64,7 @@ impl Server {
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .env("METCON_LISTEN", "127.0.0.1:0")
+            .env("METCON_BROKER__LISTEN", "127.0.0.1:0")
             .env("METCON_DATA_DIR", data_dir)
             .env("METCON_COOKIE_SECURE", "false")
             .env("METCON_LOG", "warn")
@@ -76,6 +87,7 @@ impl Server {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut setup_token = None;
+        let mut broker = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx
@@ -84,10 +96,17 @@ impl Server {
             if let Some(t) = line.trim().strip_prefix("SETUP TOKEN: ") {
                 setup_token = Some(t.to_string());
             }
+            if let Some(addr) = line
+                .strip_prefix("METCON broker listening on mqtt://")
+                .or_else(|| line.strip_prefix("METCON broker listening on mqtts://"))
+            {
+                broker = Some(addr.trim().to_string());
+            }
             if let Some(addr) = line.strip_prefix("METCON listening on ") {
                 return Ok(Server {
                     base: addr.trim().to_string(),
                     setup_token,
+                    broker,
                     child,
                 });
             }

@@ -17,7 +17,7 @@ use metcon_shared::batch::{
 use metcon_shared::batch_number::BatchNumber;
 use metcon_shared::flow::{Flow, FlowStatus, Step};
 use metcon_shared::mass::Mass;
-use metcon_shared::role::{Permission, Role};
+use metcon_shared::role::{Actor, Permission, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -68,6 +68,11 @@ fn view(record: BatchRecord, flow: &Flow, events: Vec<RecordedEvent>) -> BatchVi
         current_step,
         events,
     }
+}
+
+/// The view of a batch after a command (for handlers outside this module).
+pub fn view_of(record: BatchRecord, flow: &Flow, events: Vec<RecordedEvent>) -> BatchView {
+    view(record, flow, events)
 }
 
 /// A pinned flow version. Active and archived versions never change, so they are cached.
@@ -164,6 +169,14 @@ pub async fn create(
     let record = BatchRecord::new(batch_state, &flow.content);
     state.store.insert_batch(&record, &rec).await?;
     metrics::counter!("metcon_batch_events_appended_total").increment(1);
+    state.hub.publish_everywhere(crate::live::LiveEvent::Batch {
+        station_id: record.current_station.clone(),
+        from_station: None,
+        batch_id: id,
+        batch_number: record.state.batch_number.clone(),
+        status: record.state.status.as_str().to_string(),
+        version: record.state.version,
+    });
     Ok((StatusCode::CREATED, Json(view(record, &flow, vec![rec]))))
 }
 
@@ -266,14 +279,30 @@ pub async fn get(
     Ok(Json(view(record, &flow, events)))
 }
 
-/// Runs one command against a batch; see the module docs.
-async fn execute(
+/// A command decided by the domain and folded, ready to be stored.
+#[derive(Debug)]
+pub struct Plan {
+    pub flow: Arc<Flow>,
+    /// Where the batch was before the command.
+    pub from_station: Option<String>,
+    /// The version the events are appended on (optimistic concurrency).
+    pub base: u64,
+    /// The state after the events.
+    pub record: BatchRecord,
+    pub recorded: Vec<RecordedEvent>,
+    pub audits: Vec<NewAudit>,
+}
+
+/// Loads the batch and its pinned flow, lets the domain decide `command` for `actor`, and
+/// folds the events. Nothing is stored.
+pub async fn plan(
     state: &AppState,
-    caller: &Caller,
+    actor: &Actor,
+    ip: Option<String>,
     id: Uuid,
     expected_version: Option<u64>,
     command: BatchCommand,
-) -> ApiResult<Json<BatchView>> {
+) -> ApiResult<Plan> {
     let (record, flow) = load(state, id).await?;
     if let Some(v) = expected_version {
         if v != record.state.version {
@@ -283,8 +312,7 @@ async fn execute(
             )));
         }
     }
-    let actor = caller.actor();
-    let events = record.state.decide(&flow.content, &actor, &command)?;
+    let events = record.state.decide(&flow.content, actor, &command)?;
     let now = OffsetDateTime::now_utc();
     let base = record.state.version;
     let recorded: Vec<RecordedEvent> = events
@@ -294,7 +322,7 @@ async fn execute(
             event_id: Uuid::new_v4(),
             seq: base + 1 + i as u64,
             at: now,
-            actor: EventActor::from(&actor),
+            actor: EventActor::from(actor),
             event,
         })
         .collect();
@@ -304,25 +332,88 @@ async fn execute(
     }
     let audits: Vec<NewAudit> = recorded
         .iter()
-        .filter_map(|r| audit_for(caller, &next.batch_number, &r.event))
+        .filter_map(|r| audit_for(&actor.username, ip.clone(), &next.batch_number, &r.event))
         .collect();
     let new_record = BatchRecord::new(next, &flow.content);
+    Ok(Plan {
+        flow,
+        from_station: record.current_station,
+        base,
+        record: new_record,
+        recorded,
+        audits,
+    })
+}
+
+/// Tells every kiosk that the batch changed, and drops arms the batch has moved past.
+pub async fn announce(state: &AppState, plan: &Plan) {
+    metrics::counter!("metcon_batch_events_appended_total").increment(plan.recorded.len() as u64);
+    let s = &plan.record.state;
+    state.hub.publish_everywhere(crate::live::LiveEvent::Batch {
+        station_id: plan.record.current_station.clone(),
+        from_station: plan.from_station.clone(),
+        batch_id: s.batch_id,
+        batch_number: s.batch_number.clone(),
+        status: s.status.as_str().to_string(),
+        version: s.version,
+    });
+    if let Ok(arms) = state.store.arms_for_batch(s.batch_id).await {
+        for arm in arms {
+            if plan.record.current_step.as_deref() != Some(arm.step_id.as_str())
+                || s.status != BatchStatus::InProgress
+            {
+                let _ = state.store.disarm(&arm.device_id, s.batch_id).await;
+                state.hub.publish(crate::live::LiveEvent::Arm {
+                    station_id: arm.station_id,
+                    device_id: arm.device_id,
+                    batch_id: s.batch_id,
+                    step_id: arm.step_id,
+                    state: crate::live::ArmState::Disarmed,
+                    reason: Some("the step is no longer waiting for a weight".into()),
+                });
+            }
+        }
+    }
+}
+
+/// Runs one command against a batch; see the module docs.
+async fn execute(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    expected_version: Option<u64>,
+    command: BatchCommand,
+) -> ApiResult<Json<BatchView>> {
+    let p = plan(
+        state,
+        &caller.actor(),
+        caller.ip.clone(),
+        id,
+        expected_version,
+        command,
+    )
+    .await?;
     state
         .store
-        .append_batch_events(&new_record, base, &recorded, &audits)
+        .append_batch_events(&p.record, p.base, &p.recorded, &p.audits)
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict => ApiError::conflict(
-                "someone else changed this batch at the same moment; reload and try again",
-            ),
-            other => other.into(),
-        })?;
-    metrics::counter!("metcon_batch_events_appended_total").increment(recorded.len() as u64);
-    Ok(Json(view(new_record, &flow, recorded)))
+        .map_err(conflict_message)?;
+    announce(state, &p).await;
+    Ok(Json(view(p.record, &p.flow, p.recorded)))
+}
+
+/// A lost optimistic-concurrency race, in words for the kiosk.
+pub fn conflict_message(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::Conflict => ApiError::conflict(
+            "someone else changed this batch at the same moment; reload and try again",
+        ),
+        other => other.into(),
+    }
 }
 
 /// The audit record of a sensitive batch event, if it is one.
-fn audit_for(caller: &Caller, number: &str, e: &BatchEvent) -> Option<NewAudit> {
+fn audit_for(username: &str, ip: Option<String>, number: &str, e: &BatchEvent) -> Option<NewAudit> {
     let (action, details) = match e {
         BatchEvent::FlagRaised {
             flag_id,
@@ -364,11 +455,11 @@ fn audit_for(caller: &Caller, number: &str, e: &BatchEvent) -> Option<NewAudit> 
         _ => return None,
     };
     Some(audit(
-        &caller.user.username,
+        username,
         action,
         format!("batch:{number}"),
         details,
-        caller.ip.clone(),
+        ip,
     ))
 }
 

@@ -3,14 +3,17 @@
 
 pub mod audit_log;
 pub mod batches;
+pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod flows;
+pub mod live;
 pub mod openapi;
 pub mod ops;
 pub mod reports;
 pub mod session;
 pub mod users;
+pub mod weighing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +23,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use metcon_shared::flow::Flow;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -47,6 +50,16 @@ pub struct AppState {
     pub flow_cache: Arc<Mutex<FlowCache>>,
     /// Report documents, dropped when new events arrive (see `reports::cache`).
     pub report_cache: Arc<crate::reports::cache::ReportCache>,
+    /// Live events for kiosks (weights, devices, arms, batch changes).
+    pub hub: Arc<crate::live::Hub>,
+    /// Devices as ingest needs them (state, station, keys), cached.
+    pub directory: Arc<crate::ingest::registry::Directory>,
+    /// Photos, by SHA-256.
+    pub blobs: Arc<dyn crate::blobs::BlobStore>,
+    /// The broker side of this replica, when it runs ingest.
+    pub broker: Option<Arc<crate::broker::Broker>>,
+    /// This replica's MQTT client, for commands and configuration to devices.
+    pub mqtt: Option<rumqttc::AsyncClient>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -109,6 +122,36 @@ pub fn router(state: AppState) -> Router {
         .route("/batches/{id}/unblock", post(batches::unblock))
         .route("/batches/{id}/override", post(batches::override_step))
         .route("/batches/{id}/complete", post(batches::complete))
+        .route(
+            "/batches/{id}/steps/{step_id}/arm",
+            post(weighing::arm).delete(weighing::disarm),
+        )
+        .route(
+            "/batches/{id}/steps/{step_id}/capture",
+            post(weighing::capture),
+        )
+        .route(
+            "/batches/{id}/steps/{step_id}/attach-reading",
+            post(weighing::attach),
+        )
+        .route("/stations/{station_id}/events", get(live::station_events))
+        .route("/devices", get(devices::list).post(devices::create))
+        .route("/devices/{id}", get(devices::get).patch(devices::update))
+        .route(
+            "/devices/{id}/enrollment-code",
+            post(devices::enrollment_code),
+        )
+        .route("/devices/{id}/revoke", post(devices::revoke))
+        .route("/devices/{id}/rotate-key", post(devices::rotate_key))
+        .route("/devices/{id}/config", put(devices::push_config))
+        .route("/devices/{id}/commands", post(devices::command))
+        .route("/devices/{id}/readings", get(devices::readings))
+        .route(
+            "/devices/{id}/calibrations",
+            get(devices::calibrations).post(devices::add_calibration),
+        )
+        .route("/devices/{id}/keys", get(devices::keys))
+        .route("/enroll", post(devices::enroll))
         .route("/approvals", get(batches::approvals))
         .route("/wip", get(batches::wip))
         .route("/audit", get(audit_log::list))

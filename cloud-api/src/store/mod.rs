@@ -12,8 +12,10 @@
 //! - Audit records passed along with a write are committed in the same transaction, and the
 //!   audit chain is extended under the same lock, so the chain never forks.
 
+pub mod devices;
 pub mod model;
 pub mod sqlite;
+mod sqlite_devices;
 mod sqlite_query;
 mod sqlite_readmodel;
 mod sqlite_reports;
@@ -52,7 +54,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// analytics queries ([`ReportStore`]) are part of every store: their read model is written
 /// in the same transactions as the events.
 #[async_trait]
-pub trait Store: ReportStore + Send + Sync + 'static {
+pub trait Store: ReportStore + devices::DeviceStore + Send + Sync + 'static {
     /// Cheap liveness check of the backend, for the readiness endpoint.
     async fn ping(&self) -> StoreResult<()>;
 

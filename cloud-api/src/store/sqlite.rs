@@ -127,6 +127,8 @@ CREATE TABLE audit_head (
 "#,
     // 2: the analytics read model; filled from existing events when created.
     sqlite_readmodel::MIGRATION,
+    // 3: devices, enrollment, readings, calibration (ingest).
+    super::sqlite_devices::MIGRATION,
 ];
 
 /// The schema version whose migration creates the read model (rebuilt from events then).
@@ -152,7 +154,7 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn map_sql(e: rusqlite::Error) -> StoreError {
+pub(super) fn map_sql(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(err, msg) = &e {
         if err.code == rusqlite::ErrorCode::ConstraintViolation {
             return StoreError::Duplicate(msg.clone().unwrap_or_else(|| "record".into()));
@@ -161,7 +163,7 @@ fn map_sql(e: rusqlite::Error) -> StoreError {
     backend(e)
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
@@ -220,7 +222,7 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,
@@ -294,7 +296,10 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
-fn append_audit_tx(tx: &Transaction<'_>, entries: &[NewAudit]) -> StoreResult<Vec<AuditRecord>> {
+pub(super) fn append_audit_tx(
+    tx: &Transaction<'_>,
+    entries: &[NewAudit],
+) -> StoreResult<Vec<AuditRecord>> {
     let mut out = Vec::with_capacity(entries.len());
     if entries.is_empty() {
         return Ok(out);
@@ -483,6 +488,44 @@ fn insert_batch_row_tx(tx: &Transaction<'_>, b: &BatchRecord) -> StoreResult<()>
         StoreError::Duplicate(_) => StoreError::Duplicate(format!("batch {}", s.batch_number)),
         other => other,
     })?;
+    Ok(())
+}
+
+/// Appends events to a batch conditionally on its version, with the read model and audit
+/// records, inside the caller's transaction (see [`Store::append_batch_events`]).
+pub(super) fn append_batch_tx(
+    tx: &Transaction<'_>,
+    b: &BatchRecord,
+    expected_version: u64,
+    events: &[RecordedEvent],
+    audit: &[NewAudit],
+) -> StoreResult<()> {
+    let s = &b.state;
+    let id = s.batch_id.to_string();
+    let n = tx
+        .prepare_cached(
+            "UPDATE batches SET status = ?3, current_station = ?4, current_step = ?5, updated_at = ?6, version = ?7, state = ?8
+             WHERE id = ?1 AND version = ?2",
+        )
+        .map_err(backend)?
+        .execute(params![
+            id,
+            expected_version as i64,
+            s.status.as_str(),
+            b.current_station,
+            b.current_step,
+            ts(s.updated_at),
+            s.version as i64,
+            serde_json::to_string(s).map_err(backend)?
+        ])
+        .map_err(backend)?;
+    if n == 0 {
+        return Err(StoreError::Conflict);
+    }
+    insert_events_tx(tx, &id, events)?;
+    let station = sqlite_readmodel::visit_station(s.status, b.current_station.as_deref());
+    sqlite_readmodel::project(tx, s, events, station)?;
+    append_audit_tx(tx, audit)?;
     Ok(())
 }
 
@@ -1014,35 +1057,8 @@ impl Store for SqliteStore {
         audit: &[NewAudit],
     ) -> StoreResult<()> {
         let (b, events, audit) = (b.clone(), events.to_vec(), audit.to_vec());
-        self.write(move |tx| {
-            let s = &b.state;
-            let id = s.batch_id.to_string();
-            let n = tx
-                .execute(
-                    "UPDATE batches SET status = ?3, current_station = ?4, current_step = ?5, updated_at = ?6, version = ?7, state = ?8
-                     WHERE id = ?1 AND version = ?2",
-                    params![
-                        id,
-                        expected_version as i64,
-                        s.status.as_str(),
-                        b.current_station,
-                        b.current_step,
-                        ts(s.updated_at),
-                        s.version as i64,
-                        serde_json::to_string(s).map_err(backend)?
-                    ],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::Conflict);
-            }
-            insert_events_tx(tx, &id, &events)?;
-            let station = sqlite_readmodel::visit_station(s.status, b.current_station.as_deref());
-            sqlite_readmodel::project(tx, s, &events, station)?;
-            append_audit_tx(tx, &audit)?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| append_batch_tx(tx, &b, expected_version, &events, &audit))
+            .await
     }
 
     async fn batch(&self, id: uuid::Uuid) -> StoreResult<Option<BatchRecord>> {

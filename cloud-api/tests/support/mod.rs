@@ -14,6 +14,8 @@ pub const PASSWORD: &str = "correct-horse-battery-staple";
 
 pub struct App {
     pub base: String,
+    /// The embedded broker's device gate, `host:port`.
+    pub broker: Option<String>,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
     pub setup_token: Option<String>,
@@ -68,6 +70,7 @@ impl App {
             .env("METCON_DATA_DIR", dir.path())
             .env("METCON_COOKIE_SECURE", "false")
             .env("METCON_LOG", "warn")
+            .env("METCON_BROKER__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -85,6 +88,7 @@ impl App {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut setup_token = None;
+        let mut broker = None;
         let base = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx
@@ -92,6 +96,9 @@ impl App {
                 .expect("metcon-cloud did not start listening within 60 s");
             if let Some(t) = line.trim().strip_prefix("SETUP TOKEN: ") {
                 setup_token = Some(t.to_string());
+            }
+            if let Some(addr) = line.strip_prefix("METCON broker listening on mqtt://") {
+                broker = Some(addr.trim().to_string());
             }
             if let Some(addr) = line.strip_prefix("METCON listening on ") {
                 break addr.trim().to_string();
@@ -103,6 +110,7 @@ impl App {
             .expect("client");
         App {
             base,
+            broker,
             dir,
             client,
             setup_token,
