@@ -9,6 +9,9 @@
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
+// Dates travel as `YYYY-MM-DD`.
+time::serde::format_description!(pub iso_date, Date, "[year]-[month]-[day]");
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CalibrationKind {
@@ -44,6 +47,7 @@ pub struct CalibrationRecord {
     #[serde(with = "time::serde::rfc3339")]
     pub performed_at: OffsetDateTime,
     /// The last day the result is valid; the next one is due by then.
+    #[serde(with = "iso_date")]
     pub next_due: Date,
     /// Serial number of the scale that was calibrated, if known.
     pub scale_serial: Option<String>,
@@ -64,13 +68,25 @@ pub enum ScaleUnfit {
     #[error("the scale has no recorded calibration")]
     NeverCalibrated,
     #[error("the scale's calibration was due on {due}; it is overdue")]
-    CalibrationOverdue { due: Date },
+    CalibrationOverdue {
+        #[serde(with = "iso_date")]
+        due: Date,
+    },
     #[error("the scale failed its last calibration on {on}")]
-    CalibrationFailed { on: Date },
+    CalibrationFailed {
+        #[serde(with = "iso_date")]
+        on: Date,
+    },
     #[error("the scale's routine test was due on {due}; it is overdue")]
-    RoutineTestOverdue { due: Date },
+    RoutineTestOverdue {
+        #[serde(with = "iso_date")]
+        due: Date,
+    },
     #[error("the scale failed its last routine test on {on}")]
-    RoutineTestFailed { on: Date },
+    RoutineTestFailed {
+        #[serde(with = "iso_date")]
+        on: Date,
+    },
     #[error(
         "the reading comes from scale {reading}, but the calibration is for scale {calibrated}"
     )]

@@ -209,32 +209,24 @@ impl Api {
         id
     }
 
-    /// Polls the batch until `f` accepts it (with a deadline).
+    /// Polls the batch until `f` accepts it; `Err` with the last state after `limit`.
     pub async fn wait_batch(
         &self,
         token: &str,
         id: &str,
-        what: &str,
         limit: Duration,
         f: impl Fn(&Value) -> bool,
-    ) -> Value {
+    ) -> Result<Value, Value> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let (_, v) = self
-                .call(
-                    Method::GET,
-                    &format!("/api/batches/{id}"),
-                    Some(token),
-                    None,
-                )
-                .await;
+            let path = format!("/api/batches/{id}");
+            let (_, v) = self.call(Method::GET, &path, Some(token), None).await;
             if f(&v) {
-                return v;
+                return Ok(v);
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {v}"
-            );
+            if tokio::time::Instant::now() > deadline {
+                return Err(v);
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -73,7 +73,7 @@ async fn weigh_twice(env: Vec<(String, String)>, broker_logs: impl Fn() -> Strin
     api.publish_weigh_flow(&t.admin, "weigh", "1000", "0.5")
         .await;
 
-    let mut sim = Sim::start("mt-sics", &[]);
+    let mut sim = Sim::start("mt-sics", &["--capacity", "5000"]);
     let code = api
         .register_device(&t.admin, "scale-01", "mt-sics", &sim.pty)
         .await;
@@ -122,14 +122,18 @@ async fn weigh_twice(env: Vec<(String, String)>, broker_logs: impl Fn() -> Strin
     assert_eq!(armed["device_id"], "scale-01");
     assert_eq!(armed["capture_sent"], true);
     let v = api
-        .wait_batch(
-            &t.operator,
-            &b1,
-            "the signed reading",
-            Duration::from_secs(30),
-            |v| mass_checked(v).is_some(),
-        )
-        .await;
+        .wait_batch(&t.operator, &b1, Duration::from_secs(30), |v| {
+            mass_checked(v).is_some()
+        })
+        .await
+        .unwrap_or_else(|v| {
+            panic!(
+                "no signed reading bound: {v}\nsim: {}\nagent:\n{}\nbroker:\n{}",
+                sim.cmd("status"),
+                edge.logs(),
+                broker_logs()
+            )
+        });
     let e = mass_checked(&v).unwrap();
     assert_eq!(e["actual"], json!({ "value": "1000.20", "unit": "g" }));
     assert_eq!(e["source"]["kind"], "device");
@@ -151,10 +155,11 @@ async fn weigh_twice(env: Vec<(String, String)>, broker_logs: impl Fn() -> Strin
     )
     .await;
     let v = api
-        .wait_batch(&t.operator, &b2, "the flag", Duration::from_secs(30), |v| {
+        .wait_batch(&t.operator, &b2, Duration::from_secs(30), |v| {
             v["batch"]["status"] == "flagged"
         })
-        .await;
+        .await
+        .unwrap_or_else(|v| panic!("not flagged: {v}\nagent:\n{}", edge.logs()));
     let e = mass_checked(&v).unwrap();
     assert_eq!(e["actual"]["value"], "1012.00");
     assert_eq!(e["check"]["within"], false);

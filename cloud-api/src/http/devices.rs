@@ -818,6 +818,7 @@ pub struct CalibrationRequest {
     #[schema(value_type = String, format = DateTime)]
     pub performed_at: OffsetDateTime,
     /// The last day the result is valid (`YYYY-MM-DD`).
+    #[serde(with = "calibration::iso_date")]
     #[schema(value_type = String, format = Date)]
     pub next_due: Date,
     pub scale_serial: Option<String>,
