@@ -166,7 +166,10 @@ pub fn promote(dir: &Path) -> Result<DeviceKey, KeyStoreError> {
         .split_once(' ')
         .ok_or_else(|| KeyStoreError::Malformed(next.clone()))?;
     let signing = parse_seed(seed, &next)?;
-    fs::rename(&next, dir.join(KEY_FILE)).map_err(io("rename", &next))?;
+    // The device key first (atomically), then the staged file: a crash in between leaves the
+    // staged key, which recovery promotes again to the same result.
+    write_secret(dir, KEY_FILE, &hex::encode(signing.to_bytes()))?;
+    fs::remove_file(&next).map_err(io("remove", &next))?;
     sync_dir(dir)?;
     let key = DeviceKey { signing };
     write_public(dir, &key)?;

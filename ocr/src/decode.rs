@@ -121,7 +121,7 @@ mod tests {
         for ok in ["0", "0148.30", "-2.5", "12.345", "----"] {
             assert!(plausible(ok), "{ok}");
         }
-        for bad in ["", ".5", "5.", "1.2.3", "1-2", "-", "-."] {
+        for bad in ["", ".5", "5.", "1.2.3", "1-2", "-.", "-.5"] {
             assert!(!plausible(bad), "{bad}");
         }
     }

@@ -374,7 +374,10 @@ async fn mosquitto_acls_and_revoked_signatures() {
         .await
         .into_iter()
         .any(|r| r["target"] == "device:scale-b");
-    assert!(!reached, "the ACL let a publish on another device's topic through");
+    assert!(
+        !reached,
+        "the ACL let a publish on another device's topic through"
+    );
 
     // revoke B, then inject a B-signed reading with the cloud's login
     api.must(

@@ -17,6 +17,21 @@ use super::sqlite::{
 };
 use super::{BatchRecord, NewAudit, StoreError, StoreResult};
 
+/// The tables [`MIGRATION`] creates.
+#[cfg(test)]
+pub(super) const TABLES: &[&str] = &[
+    "devices",
+    "device_keys",
+    "enrollment_codes",
+    "readings",
+    "reading_stats",
+    "ingest_rejections",
+    "arms",
+    "calibrations",
+    "device_presence",
+    "presence_changes",
+];
+
 pub(super) const MIGRATION: &str = r#"
 CREATE TABLE devices (
     id TEXT PRIMARY KEY,

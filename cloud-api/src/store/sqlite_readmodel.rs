@@ -560,6 +560,11 @@ mod tests {
                  DROP TABLE rm_station_visits; DELETE FROM schema_migrations WHERE version >= 2;",
             )
             .expect("downgrade");
+            // and the tables of later migrations, which run again after it
+            for t in super::super::sqlite_devices::TABLES {
+                c.execute_batch(&format!("DROP TABLE {t};"))
+                    .expect("downgrade later migrations");
+            }
         }
         let reopened = SqliteStore::open(&old).expect("migrate and rebuild");
         drop(reopened);
