@@ -6,7 +6,8 @@
 //! - [`auth`]: passwords, tokens, throttling.
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`http`]: routes, extractors, problem+json errors, OpenAPI.
-//! - [`demo`]: the demo data set for the README's first command.
+//! - [`demo`]: the demo data set for the README's first command; [`demo_station`] adds a
+//!   simulated scale with a real, enrolled edge agent.
 //! - [`reports`]: analytics reports, CSV, charts and the data generator.
 //! - [`broker`]: the embedded broker and its device gate, or an external broker.
 //! - [`ingest`]: signed readings in (verify, de-duplicate, store, bind), live data, fleet.
@@ -21,6 +22,7 @@ pub mod blobs;
 pub mod broker;
 pub mod config;
 pub mod demo;
+pub mod demo_station;
 pub mod http;
 pub mod ingest;
 pub mod live;

@@ -98,12 +98,41 @@ async fn run(command: Command, config: Config) -> Result<()> {
             app::serve(state, |_| {}).await
         }
         Command::Demo => {
+            let mut config = config;
+            // Debian's mosquitto package runs a broker on 1883: take another port then.
+            if config.broker.mode == metcon_cloud::config::BrokerMode::Embedded
+                && std::net::TcpListener::bind(config.broker.listen).is_err()
+            {
+                println!(
+                    "(port {} is taken; the embedded broker takes a free one)",
+                    config.broker.listen.port()
+                );
+                config.broker.listen.set_port(0);
+            }
             let store = app::open_store(&config)?;
             let creds = demo::seed(store.as_ref(), &config.data_dir).await?;
-            let state = app::state(config, store)?;
+            let data_dir = config.data_dir.clone();
+            let state = app::state(config, store.clone())?;
             let public = state.config.public_url.clone();
             app::serve(state, move |addr| {
                 let url = public.unwrap_or_else(|| format!("http://{addr}"));
+                let base = format!("http://{addr}");
+                tokio::spawn(async move {
+                    match metcon_cloud::demo_station::start(store, &data_dir, &base).await {
+                        Ok(Some(station)) => {
+                            println!(
+                                "Simulated scale `{}` (Mettler-Toledo MT-SICS) at station receiving, with an enrolled edge agent.",
+                                metcon_cloud::demo_station::DEVICE_ID
+                            );
+                            println!("  Put a load on it (bash): echo 'set 1000.2' > /dev/tcp/{}   (also: print, tare, zero)", station.control.replace(':', "/"));
+                            // the station lives as long as the server
+                            std::future::pending::<()>().await;
+                            drop(station);
+                        }
+                        Ok(None) => {}
+                        Err(e) => eprintln!("(no simulated scale: {e:#})"),
+                    }
+                });
                 println!();
                 println!("METCON demo is running at {url}  (API: {url}/api, OpenAPI: {url}/api/openapi.json)");
                 println!("Flow `{}` (Receiving, Refining, Assay, Casting, QC) is published. Log in with:", demo::FLOW_ID);

@@ -370,7 +370,7 @@ pub struct EnrollmentCodeView {
 /// Crockford base32 without I, L, O, U: easy to read aloud and type.
 const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-fn new_code() -> String {
+pub(crate) fn new_code() -> String {
     let mut rng = rand::rngs::OsRng;
     let chars: Vec<char> = (0..16)
         .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)
@@ -383,7 +383,7 @@ fn new_code() -> String {
 }
 
 /// Codes are compared without dashes, spaces or case.
-fn code_hash(code: &str) -> String {
+pub(crate) fn code_hash(code: &str) -> String {
     let normal: String = code
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
