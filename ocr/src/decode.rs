@@ -59,7 +59,11 @@ pub fn greedy(probs: &[f32], classes: usize) -> Decoded {
         }
         prev = best;
     }
-    Decoded { text, log_prob, columns }
+    Decoded {
+        text,
+        log_prob,
+        columns,
+    }
 }
 
 /// Whether a scale could display `text`: digits with at most one point that is neither first
@@ -128,11 +132,27 @@ mod tests {
 
     #[test]
     fn calibration_is_monotone_and_capped() {
-        let c = Calibration { a: 2.0, b: 5.0, implausible_cap: 0.3 };
-        let hi = Decoded { text: "12.5".into(), log_prob: -0.01, columns: vec![] };
-        let lo = Decoded { text: "12.5".into(), log_prob: -3.0, columns: vec![] };
+        let c = Calibration {
+            a: 2.0,
+            b: 5.0,
+            implausible_cap: 0.3,
+        };
+        let hi = Decoded {
+            text: "12.5".into(),
+            log_prob: -0.01,
+            columns: vec![],
+        };
+        let lo = Decoded {
+            text: "12.5".into(),
+            log_prob: -3.0,
+            columns: vec![],
+        };
         assert!(c.confidence(&hi) > c.confidence(&lo));
-        let bad = Decoded { text: "1.2.5".into(), log_prob: -0.01, columns: vec![] };
+        let bad = Decoded {
+            text: "1.2.5".into(),
+            log_prob: -0.01,
+            columns: vec![],
+        };
         assert!(c.confidence(&bad) <= 0.3);
     }
 }

@@ -119,13 +119,22 @@ impl EvalReport {
 /// Evaluates the built-in reader (and, with `compare_external`, ssocr and tesseract) on the
 /// images listed in `dir/labels.csv`. Rows without a `roi` column are read with display
 /// localisation (phone photos); `full` reads the whole image as the region (crops).
-pub fn evaluate(dir: &Path, threshold: f32, compare_external: bool) -> Result<EvalReport, EvalError> {
+pub fn evaluate(
+    dir: &Path,
+    threshold: f32,
+    compare_external: bool,
+) -> Result<EvalReport, EvalError> {
     let reader = Reader::builtin()?;
     evaluate_with(&reader, dir, threshold, compare_external)
 }
 
 /// As [`evaluate`], with a reader built by the caller.
-pub fn evaluate_with(reader: &Reader, dir: &Path, threshold: f32, compare_external: bool) -> Result<EvalReport, EvalError> {
+pub fn evaluate_with(
+    reader: &Reader,
+    dir: &Path,
+    threshold: f32,
+    compare_external: bool,
+) -> Result<EvalReport, EvalError> {
     let rows = read_labels(dir)?;
     let mut metcon = EngineResult::new("metcon", true);
     metcon.accepted = Some(0);
@@ -138,7 +147,12 @@ pub fn evaluate_with(reader: &Reader, dir: &Path, threshold: f32, compare_extern
         let got = image::open(&path).ok().and_then(|img| {
             let roi = match row.roi {
                 RowRoi::Localise => None,
-                RowRoi::Full => Some(Roi { x: 0, y: 0, w: img.width(), h: img.height() }),
+                RowRoi::Full => Some(Roi {
+                    x: 0,
+                    y: 0,
+                    w: img.width(),
+                    h: img.height(),
+                }),
                 RowRoi::Fixed(r) => Some(r),
             };
             reader.read(&img, roi).ok()
@@ -154,7 +168,12 @@ pub fn evaluate_with(reader: &Reader, dir: &Path, threshold: f32, compare_extern
                     metcon.accepted_correct = metcon.accepted_correct.map(|a| a + usize::from(ok));
                 }
                 if !ok {
-                    misreads.push(Misread { file: file.clone(), expected: expected.clone(), got: r.text, confidence: r.confidence });
+                    misreads.push(Misread {
+                        file: file.clone(),
+                        expected: expected.clone(),
+                        got: r.text,
+                        confidence: r.confidence,
+                    });
                 }
             }
             None => metcon.failed += 1,
@@ -166,7 +185,12 @@ pub fn evaluate_with(reader: &Reader, dir: &Path, threshold: f32, compare_extern
         engines.push(run_external("ssocr", dir, &rows, ssocr));
         engines.push(run_external("tesseract", dir, &rows, tesseract));
     }
-    Ok(EvalReport { dir: dir.to_path_buf(), threshold, engines, misreads })
+    Ok(EvalReport {
+        dir: dir.to_path_buf(),
+        threshold,
+        engines,
+        misreads,
+    })
 }
 
 /// How a row's image is read.
@@ -189,19 +213,37 @@ fn parse_row_roi(s: &str) -> RowRoi {
     if s.eq_ignore_ascii_case("full") {
         return RowRoi::Full;
     }
-    let v: Vec<u32> = s.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    let v: Vec<u32> = s
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
     match v.as_slice() {
-        [x, y, w, h] => RowRoi::Fixed(Roi { x: *x, y: *y, w: *w, h: *h }),
+        [x, y, w, h] => RowRoi::Fixed(Roi {
+            x: *x,
+            y: *y,
+            w: *w,
+            h: *h,
+        }),
         _ => RowRoi::Localise,
     }
 }
 
 fn read_labels(dir: &Path) -> Result<Vec<Row>, EvalError> {
     let path = dir.join("labels.csv");
-    let mut rd = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_path(&path).map_err(|source| EvalError::Labels { path: path.clone(), source })?;
+    let mut rd = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(&path)
+        .map_err(|source| EvalError::Labels {
+            path: path.clone(),
+            source,
+        })?;
     let mut rows = Vec::new();
     for rec in rd.records() {
-        let rec = rec.map_err(|source| EvalError::Labels { path: path.clone(), source })?;
+        let rec = rec.map_err(|source| EvalError::Labels {
+            path: path.clone(),
+            source,
+        })?;
         let file = rec.get(0).unwrap_or("").trim().to_string();
         let text = rec.get(1).unwrap_or("").trim().to_string();
         let roi = rec.get(2).map_or(RowRoi::Localise, parse_row_roi);
@@ -242,7 +284,10 @@ fn run_external(name: &str, dir: &Path, rows: &[Row], f: External) -> EngineResu
 
 /// Keeps the characters a display reading can have.
 fn clean(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).chars().filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-').collect()
+    String::from_utf8_lossy(out)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+        .collect()
 }
 
 /// ssocr with iterative thresholding, automatic digit count and the decimal charset; dark
@@ -250,7 +295,10 @@ fn clean(out: &[u8]) -> String {
 fn ssocr(path: &Path) -> Option<String> {
     let attempt = |extra: &[&str]| -> Option<String> {
         let mut cmd = Command::new("ssocr");
-        cmd.args(["-T", "-d", "-1", "-c", "decimal"]).args(extra).args(["closing", "1"]).arg(path);
+        cmd.args(["-T", "-d", "-1", "-c", "decimal"])
+            .args(extra)
+            .args(["closing", "1"])
+            .arg(path);
         let out = cmd.output().ok()?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.success() && !text.is_empty() && !text.contains('_') {
@@ -279,8 +327,18 @@ fn tesseract(path: &Path) -> Option<String> {
 impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.engines.first().map_or(0, |e| e.images);
-        writeln!(f, "evaluation of {} ({} images), acceptance threshold {:.2}", self.dir.display(), n, self.threshold)?;
-        writeln!(f, "{:<10} {:>7} {:>9} {:>10} {:>10} {:>14} {:>9}", "engine", "images", "exact", "coverage", "acc@thr", "wrong@thr", "ms/image")?;
+        writeln!(
+            f,
+            "evaluation of {} ({} images), acceptance threshold {:.2}",
+            self.dir.display(),
+            n,
+            self.threshold
+        )?;
+        writeln!(
+            f,
+            "{:<10} {:>7} {:>9} {:>10} {:>10} {:>14} {:>9}",
+            "engine", "images", "exact", "coverage", "acc@thr", "wrong@thr", "ms/image"
+        )?;
         for e in &self.engines {
             if !e.installed {
                 writeln!(f, "{:<10} {:>7}", e.engine, "not installed")?;
@@ -304,9 +362,16 @@ impl fmt::Display for EvalReport {
             )?;
         }
         if !self.misreads.is_empty() {
-            writeln!(f, "most confident metcon misreads (expected -> got, confidence):")?;
+            writeln!(
+                f,
+                "most confident metcon misreads (expected -> got, confidence):"
+            )?;
             for m in self.misreads.iter().take(10) {
-                writeln!(f, "  {}: {:?} -> {:?} ({:.3})", m.file, m.expected, m.got, m.confidence)?;
+                writeln!(
+                    f,
+                    "  {}: {:?} -> {:?} ({:.3})",
+                    m.file, m.expected, m.got, m.confidence
+                )?;
             }
         }
         Ok(())
@@ -342,14 +407,25 @@ mod tests {
             misreads: vec![],
         };
         let s = r.to_string();
-        assert!(s.contains("metcon") && s.contains("not installed") && s.contains("75.0%"), "{s}");
+        assert!(
+            s.contains("metcon") && s.contains("not installed") && s.contains("75.0%"),
+            "{s}"
+        );
     }
 
     #[test]
     fn row_rois() {
         assert_eq!(parse_row_roi("full"), RowRoi::Full);
         assert_eq!(parse_row_roi(""), RowRoi::Localise);
-        assert_eq!(parse_row_roi("1 2 30 40"), RowRoi::Fixed(Roi { x: 1, y: 2, w: 30, h: 40 }));
+        assert_eq!(
+            parse_row_roi("1 2 30 40"),
+            RowRoi::Fixed(Roi {
+                x: 1,
+                y: 2,
+                w: 30,
+                h: 40
+            })
+        );
     }
 
     #[test]

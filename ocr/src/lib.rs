@@ -86,8 +86,8 @@ pub struct Reader {
 impl Reader {
     /// Loads the model embedded in the binary (`include_bytes!`); no file or network access.
     pub fn builtin() -> Result<Reader, OcrError> {
-        let calibration: Calibration =
-            serde_json::from_str(CALIBRATION_JSON).map_err(|e| OcrError::Model(format!("calibration: {e}")))?;
+        let calibration: Calibration = serde_json::from_str(CALIBRATION_JSON)
+            .map_err(|e| OcrError::Model(format!("calibration: {e}")))?;
         Self::from_onnx(MODEL_ONNX, calibration)
     }
 
@@ -104,10 +104,18 @@ impl Reader {
 
     /// Reads the display in `image`. With `roi`, only that region (fixed cameras); without,
     /// localise the display first (phone photos).
-    pub fn read(&self, image: &image::DynamicImage, roi: Option<Roi>) -> Result<DisplayReading, OcrError> {
+    pub fn read(
+        &self,
+        image: &image::DynamicImage,
+        roi: Option<Roi>,
+    ) -> Result<DisplayReading, OcrError> {
         let (w, h) = (image.width(), image.height());
         if w < MIN_SIDE || h < MIN_SIDE {
-            return Err(OcrError::ImageTooSmall { w, h, min: MIN_SIDE });
+            return Err(OcrError::ImageTooSmall {
+                w,
+                h,
+                min: MIN_SIDE,
+            });
         }
         match roi {
             Some(r) => {
@@ -140,7 +148,10 @@ impl Reader {
         let tensor: Tensor = tract_ndarray::Array4::from_shape_vec((1, 1, INPUT_H, INPUT_W), input)
             .map_err(|e| OcrError::Inference(e.to_string()))?
             .into();
-        let out = self.plan.run(tvec!(tensor.into())).map_err(|e| OcrError::Inference(format!("{e:#}")))?;
+        let out = self
+            .plan
+            .run(tvec!(tensor.into()))
+            .map_err(|e| OcrError::Inference(format!("{e:#}")))?;
         let probs = out
             .first()
             .ok_or_else(|| OcrError::Inference("model produced no output".into()))?
@@ -154,7 +165,12 @@ impl Reader {
 
     /// Full photo: whole image plus localised candidates; the most confident reading wins.
     fn read_photo(&self, gray: &Gray) -> Result<DisplayReading, OcrError> {
-        let full = Roi { x: 0, y: 0, w: gray.w as u32, h: gray.h as u32 };
+        let full = Roi {
+            x: 0,
+            y: 0,
+            w: gray.w as u32,
+            h: gray.h as u32,
+        };
         let mut regions = vec![full];
         for c in locate::candidates(gray, MAX_CANDIDATES) {
             // margin around the dense region: a little context as in training
@@ -164,7 +180,12 @@ impl Reader {
             let y0 = (c.y - my).max(0.0);
             let x1 = (c.x + c.w + mx).min(gray.w as f32);
             let y1 = (c.y + c.h + my).min(gray.h as f32);
-            let r = Roi { x: x0 as u32, y: y0 as u32, w: (x1 - x0) as u32, h: (y1 - y0) as u32 };
+            let r = Roi {
+                x: x0 as u32,
+                y: y0 as u32,
+                w: (x1 - x0) as u32,
+                h: (y1 - y0) as u32,
+            };
             if r.w >= MIN_SIDE && r.h >= MIN_SIDE {
                 regions.push(r);
             }
@@ -175,24 +196,62 @@ impl Reader {
             let (d, c) = self.read_once(&crop, 1.0)?;
             let better = match &best {
                 None => true,
-                Some((bd, bc, _)) => {
-                    (d.text.is_empty(), -c) < (bd.text.is_empty(), -*bc)
-                }
+                Some((bd, bc, _)) => (d.text.is_empty(), -c) < (bd.text.is_empty(), -*bc),
             };
             if better {
                 best = Some((d, c, r));
             }
         }
         match best {
-            Some((d, c, r)) => {
+            Some((mut d, mut c, mut r)) => {
+                // A candidate may hold only part of the digits (fragmented localisation).
+                // Read a region grown sideways: a longer reading that contains this one
+                // replaces it; any other disagreement caps the confidence.
+                let mut cap = 1.0f32;
+                let grow = r.h as f32 * 1.5;
+                let x0 = (r.x as f32 - grow).max(0.0);
+                let x1 = (r.x as f32 + r.w as f32 + grow).min(gray.w as f32);
+                let y0 = (r.y as f32 - r.h as f32 * 0.15).max(0.0);
+                let y1 = (r.y as f32 + r.h as f32 * 1.15).min(gray.h as f32);
+                let ex = Roi {
+                    x: x0 as u32,
+                    y: y0 as u32,
+                    w: (x1 - x0) as u32,
+                    h: (y1 - y0) as u32,
+                };
+                if ex != r && ex.w >= MIN_SIDE && ex.h >= MIN_SIDE {
+                    let crop =
+                        gray.crop(ex.x as usize, ex.y as usize, ex.w as usize, ex.h as usize);
+                    let (de, ce) = self.read_once(&crop, 1.0)?;
+                    if de.text != d.text {
+                        cap = 0.5;
+                        if de.text.len() > d.text.len() && de.text.contains(d.text.as_str()) {
+                            d = de;
+                            c = ce;
+                            r = ex;
+                        }
+                    }
+                }
                 // confirm the chosen region with the stretched variants
                 let crop = gray.crop(r.x as usize, r.y as usize, r.w as usize, r.h as usize);
                 let a = self.read_once(&crop, 0.88)?;
                 let b = self.read_once(&crop, 1.12)?;
                 let (d, c) = combine((d, c), a, b);
-                Ok(reading(d, c, r))
+                // a single character from a photo is too often a fragment of the number
+                if d.text.chars().count() <= 1 {
+                    cap = cap.min(0.8);
+                }
+                Ok(reading(d, c.min(cap), r))
             }
-            None => Ok(reading(Decoded { text: String::new(), log_prob: 0.0, columns: vec![] }, 0.0, full)),
+            None => Ok(reading(
+                Decoded {
+                    text: String::new(),
+                    log_prob: 0.0,
+                    columns: vec![],
+                },
+                0.0,
+                full,
+            )),
         }
     }
 }
@@ -216,7 +275,14 @@ fn combine(base: (Decoded, f32), a: (Decoded, f32), b: (Decoded, f32)) -> (Decod
     let best = [base, a, b].into_iter().max_by(|x, y| x.1.total_cmp(&y.1));
     match best {
         Some((d, c)) => (d, 0.4 * c),
-        None => (Decoded { text: String::new(), log_prob: 0.0, columns: vec![] }, 0.0),
+        None => (
+            Decoded {
+                text: String::new(),
+                log_prob: 0.0,
+                columns: vec![],
+            },
+            0.0,
+        ),
     }
 }
 
@@ -229,12 +295,23 @@ fn clamp_roi(r: Roi, w: u32, h: u32) -> Option<Roi> {
     if rw < MIN_SIDE || rh < MIN_SIDE {
         return None;
     }
-    Some(Roi { x: r.x, y: r.y, w: rw, h: rh })
+    Some(Roi {
+        x: r.x,
+        y: r.y,
+        w: rw,
+        h: rh,
+    })
 }
 
 fn reading(d: Decoded, confidence: f32, region: Roi) -> DisplayReading {
     let (value, decimals) = parse_value(&d.text);
-    DisplayReading { text: d.text, value, confidence, region, decimals }
+    DisplayReading {
+        text: d.text,
+        value,
+        confidence,
+        region,
+        decimals,
+    }
 }
 
 /// Parses a displayed digit string into an exact decimal: "0148.30" -> (148.30, 2).
@@ -260,8 +337,14 @@ mod tests {
         let (v, d) = parse_value("0148.30");
         assert_eq!(v.map(|v| v.to_string()), Some("148.30".to_string()));
         assert_eq!(d, Some(2));
-        assert_eq!(parse_value("-2.5").0.map(|v| v.to_string()), Some("-2.5".into()));
-        assert_eq!(parse_value("0000").0.map(|v| v.to_string()), Some("0".into()));
+        assert_eq!(
+            parse_value("-2.5").0.map(|v| v.to_string()),
+            Some("-2.5".into())
+        );
+        assert_eq!(
+            parse_value("0000").0.map(|v| v.to_string()),
+            Some("0".into())
+        );
         assert_eq!(parse_value("12").1, Some(0));
         assert_eq!(parse_value(""), (None, None));
         assert_eq!(parse_value("----"), (None, None));
@@ -270,13 +353,61 @@ mod tests {
 
     #[test]
     fn roi_is_clamped_or_rejected() {
-        assert_eq!(clamp_roi(Roi { x: 10, y: 10, w: 500, h: 500 }, 100, 50), Some(Roi { x: 10, y: 10, w: 90, h: 40 }));
-        assert_eq!(clamp_roi(Roi { x: 100, y: 0, w: 5, h: 5 }, 100, 50), None);
-        assert_eq!(clamp_roi(Roi { x: 0, y: 0, w: 4, h: 40 }, 100, 50), None);
+        assert_eq!(
+            clamp_roi(
+                Roi {
+                    x: 10,
+                    y: 10,
+                    w: 500,
+                    h: 500
+                },
+                100,
+                50
+            ),
+            Some(Roi {
+                x: 10,
+                y: 10,
+                w: 90,
+                h: 40
+            })
+        );
+        assert_eq!(
+            clamp_roi(
+                Roi {
+                    x: 100,
+                    y: 0,
+                    w: 5,
+                    h: 5
+                },
+                100,
+                50
+            ),
+            None
+        );
+        assert_eq!(
+            clamp_roi(
+                Roi {
+                    x: 0,
+                    y: 0,
+                    w: 4,
+                    h: 40
+                },
+                100,
+                50
+            ),
+            None
+        );
     }
 
     fn dec(t: &str, c: f32) -> (Decoded, f32) {
-        (Decoded { text: t.into(), log_prob: 0.0, columns: vec![] }, c)
+        (
+            Decoded {
+                text: t.into(),
+                log_prob: 0.0,
+                columns: vec![],
+            },
+            c,
+        )
     }
 
     #[test]

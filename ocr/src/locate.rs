@@ -81,13 +81,23 @@ pub fn candidates(g: &Gray, max: usize) -> Vec<Rect> {
     }
     let inv = 1.0 / s;
     keep.into_iter()
-        .map(|b| Rect { x: b.x * inv, y: b.y * inv, w: b.w * inv, h: b.h * inv, score: b.score })
+        .map(|b| Rect {
+            x: b.x * inv,
+            y: b.y * inv,
+            w: b.w * inv,
+            h: b.h * inv,
+            score: b.score,
+        })
         .collect()
 }
 
 fn plausible_box(b: &Rect, sw: f32, sh: f32) -> bool {
     let aspect = b.w / b.h.max(1.0);
-    b.h >= 5.0 && b.w >= 6.0 && (0.7..=14.0).contains(&aspect) && b.w * b.h < 0.45 * sw * sh && b.h < 0.5 * sh
+    b.h >= 5.0
+        && b.w >= 6.0
+        && (0.7..=14.0).contains(&aspect)
+        && b.w * b.h < 0.45 * sw * sh
+        && b.h < 0.5 * sh
 }
 
 /// Binary map of strong gradients: |dx| + |dy| above max(14, 88th percentile).
@@ -214,13 +224,25 @@ fn merge_lines(boxes: &[Rect]) -> Vec<Rect> {
             }
             let hr = a.h.max(b.h) / a.h.min(b.h).max(1.0);
             let oy = (a.y + a.h).min(b.y + b.h) - a.y.max(b.y);
-            let gap = if b.x > u.x + u.w { b.x - (u.x + u.w) } else if u.x > b.x + b.w { u.x - (b.x + b.w) } else { 0.0 };
+            let gap = if b.x > u.x + u.w {
+                b.x - (u.x + u.w)
+            } else if u.x > b.x + b.w {
+                u.x - (b.x + b.w)
+            } else {
+                0.0
+            };
             if hr < 1.6 && oy > 0.6 * a.h.min(b.h) && gap < 1.2 * a.h {
                 let x0 = u.x.min(b.x);
                 let y0 = u.y.min(b.y);
                 let x1 = (u.x + u.w).max(b.x + b.w);
                 let y1 = (u.y + u.h).max(b.y + b.h);
-                u = Rect { x: x0, y: y0, w: x1 - x0, h: y1 - y0, score: u.score.max(b.score) };
+                u = Rect {
+                    x: x0,
+                    y: y0,
+                    w: x1 - x0,
+                    h: y1 - y0,
+                    score: u.score.max(b.score),
+                };
                 grown = true;
             }
         }
@@ -257,7 +279,23 @@ mod tests {
 
     #[test]
     fn tiny_or_flat_images_give_nothing() {
-        assert!(candidates(&Gray { w: 4, h: 4, data: vec![0.0; 16] }, 5).is_empty());
-        assert!(candidates(&Gray { w: 100, h: 100, data: vec![50.0; 10000] }, 5).is_empty());
+        assert!(candidates(
+            &Gray {
+                w: 4,
+                h: 4,
+                data: vec![0.0; 16]
+            },
+            5
+        )
+        .is_empty());
+        assert!(candidates(
+            &Gray {
+                w: 100,
+                h: 100,
+                data: vec![50.0; 10000]
+            },
+            5
+        )
+        .is_empty());
     }
 }

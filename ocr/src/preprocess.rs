@@ -55,7 +55,11 @@ impl Gray {
     /// (the behaviour of OpenCV's INTER_AREA used in training).
     pub fn resize(&self, nw: usize, nh: usize) -> Gray {
         if self.w == 0 || self.h == 0 || nw == 0 || nh == 0 {
-            return Gray { w: nw, h: nh, data: vec![0.0; nw * nh] };
+            return Gray {
+                w: nw,
+                h: nh,
+                data: vec![0.0; nw * nh],
+            };
         }
         let wx = weights(self.w, nw);
         let wy = weights(self.h, nh);
@@ -138,11 +142,17 @@ pub fn model_input_stretched(crop: &Gray, stretch: f64) -> (Vec<f32>, usize) {
     if crop.w == 0 || crop.h == 0 {
         return (out, 0);
     }
-    let nw = ((crop.w as f64 * stretch * INPUT_H as f64 / crop.h as f64).round() as usize).clamp(4, INPUT_W);
+    let nw = ((crop.w as f64 * stretch * INPUT_H as f64 / crop.h as f64).round() as usize)
+        .clamp(4, INPUT_W);
     let r = crop.resize(nw, INPUT_H);
     let n = r.data.len() as f64;
     let mean = r.data.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = r.data.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+    let var = r
+        .data
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
     let sd = var.sqrt().max(8.0);
     for y in 0..INPUT_H {
         for x in 0..nw {
@@ -158,19 +168,31 @@ mod tests {
     use super::*;
 
     fn ramp(w: usize, h: usize) -> Gray {
-        Gray { w, h, data: (0..w * h).map(|i| (i % w) as f32).collect() }
+        Gray {
+            w,
+            h,
+            data: (0..w * h).map(|i| (i % w) as f32).collect(),
+        }
     }
 
     #[test]
     fn area_downscale_averages() {
-        let g = Gray { w: 4, h: 1, data: vec![0.0, 2.0, 4.0, 6.0] };
+        let g = Gray {
+            w: 4,
+            h: 1,
+            data: vec![0.0, 2.0, 4.0, 6.0],
+        };
         let r = g.resize(2, 1);
         assert_eq!(r.data, vec![1.0, 5.0]);
     }
 
     #[test]
     fn upscale_keeps_constant() {
-        let g = Gray { w: 3, h: 2, data: vec![7.0; 6] };
+        let g = Gray {
+            w: 3,
+            h: 2,
+            data: vec![7.0; 6],
+        };
         let r = g.resize(10, 9);
         assert!(r.data.iter().all(|&v| (v - 7.0).abs() < 1e-4));
     }

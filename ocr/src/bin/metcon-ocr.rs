@@ -28,10 +28,19 @@ fn main() -> ExitCode {
 fn parse_roi(s: &str) -> Result<Roi, String> {
     let v: Vec<u32> = s
         .split(',')
-        .map(|p| p.trim().parse::<u32>().map_err(|_| format!("bad --roi {s:?}, expected x,y,w,h")))
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("bad --roi {s:?}, expected x,y,w,h"))
+        })
         .collect::<Result<_, _>>()?;
     match v.as_slice() {
-        [x, y, w, h] => Ok(Roi { x: *x, y: *y, w: *w, h: *h }),
+        [x, y, w, h] => Ok(Roi {
+            x: *x,
+            y: *y,
+            w: *w,
+            h: *h,
+        }),
         _ => Err(format!("bad --roi {s:?}, expected x,y,w,h")),
     }
 }
@@ -40,7 +49,10 @@ fn parse_roi(s: &str) -> Result<Roi, String> {
 fn opt<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {
     match args.iter().position(|a| a == name) {
         None => Ok(None),
-        Some(i) => args.get(i + 1).map(|s| Some(s.as_str())).ok_or_else(|| format!("{name} needs a value")),
+        Some(i) => args
+            .get(i + 1)
+            .map(|s| Some(s.as_str()))
+            .ok_or_else(|| format!("{name} needs a value")),
     }
 }
 
@@ -57,7 +69,11 @@ fn run(args: &[String]) -> Result<(), String> {
             if rest.iter().any(|a| a == "--json") {
                 println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
             } else {
-                let status = if r.confidence >= ACCEPT_THRESHOLD { "accepted" } else { "review" };
+                let status = if r.confidence >= ACCEPT_THRESHOLD {
+                    "accepted"
+                } else {
+                    "review"
+                };
                 println!(
                     "{}\tconfidence {:.3} ({status})\tregion {},{},{},{}",
                     r.text, r.confidence, r.region.x, r.region.y, r.region.w, r.region.h
@@ -67,18 +83,23 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         "eval" => {
             let threshold = match opt(rest, "--threshold")? {
-                Some(t) => t.parse::<f32>().map_err(|_| format!("bad --threshold {t:?}"))?,
+                Some(t) => t
+                    .parse::<f32>()
+                    .map_err(|_| format!("bad --threshold {t:?}"))?,
                 None => ACCEPT_THRESHOLD,
             };
             let external = !rest.iter().any(|a| a == "--no-external");
-            let report = eval::evaluate(Path::new(target), threshold, external).map_err(|e| e.to_string())?;
+            let report = eval::evaluate(Path::new(target), threshold, external)
+                .map_err(|e| e.to_string())?;
             print!("{report}");
             Ok(())
         }
         "bench" => {
             let roi = opt(rest, "--roi")?.map(parse_roi).transpose()?;
             let runs = match opt(rest, "--runs")? {
-                Some(n) => n.parse::<usize>().map_err(|_| format!("bad --runs {n:?}"))?,
+                Some(n) => n
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad --runs {n:?}"))?,
                 None => 50,
             };
             let img = image::open(target).map_err(|e| format!("{target}: {e}"))?;
@@ -89,7 +110,13 @@ fn run(args: &[String]) -> Result<(), String> {
                 reader.read(&img, roi).map_err(|e| e.to_string())?;
             }
             let ms = t.elapsed().as_secs_f64() * 1000.0 / runs.max(1) as f64;
-            println!("{}x{} -> {:?} ({:.3}): {ms:.2} ms per read over {runs} runs", img.width(), img.height(), first.text, first.confidence);
+            println!(
+                "{}x{} -> {:?} ({:.3}): {ms:.2} ms per read over {runs} runs",
+                img.width(),
+                img.height(),
+                first.text,
+                first.confidence
+            );
             Ok(())
         }
         _ => Err(USAGE.to_string()),
