@@ -99,9 +99,17 @@ async fn rotation_config_commands_attach_calibration_and_the_will() {
     let mut s = station(&[]).await;
     let (api, t) = (&s.api, &s.t);
 
-    // A Print key press with nothing armed: the reading is kept unbound.
+    // A capture with nothing armed (an admin's, from the fleet page): the reading is kept
+    // unbound.
     s.sim.set_and_settle("999.80");
-    s.sim.cmd("print");
+    api.must(
+        Method::POST,
+        "/api/devices/scale-01/commands",
+        &t.admin,
+        Some(json!({ "cmd": "capture" })),
+        202,
+    )
+    .await;
     let r = wait_readings(api, t, 1).await;
     assert!(r[0]["binding"].is_null());
     assert_eq!(readings(api, t, true).await.len(), 1);
