@@ -42,12 +42,29 @@ fn run_keep(
     sim_args: &[&str],
     extra: &str,
 ) -> (Subscriber, Agent, Sim, Broker) {
+    run_link(sim_protocol, config_protocol, trigger, sim_args, extra, false)
+}
+
+/// Like [`run_keep`]; over TCP (a serial-to-LAN converter) when `tcp`.
+fn run_link(
+    sim_protocol: &str,
+    config_protocol: &str,
+    trigger: Trigger,
+    sim_args: &[&str],
+    extra: &str,
+    tcp: bool,
+) -> (Subscriber, Agent, Sim, Broker) {
     let broker = Broker::start();
-    let mut sim = Sim::start(sim_protocol, sim_args);
+    let mut args = sim_args.to_vec();
+    if tcp {
+        args.extend(["--tcp", "127.0.0.1:0"]);
+    }
+    let mut sim = Sim::start(sim_protocol, &args);
+    let key = if tcp { "tcp" } else { "port" };
     let mut agent = Agent::new(
         broker.port,
         &format!(
-            "protocol = \"{config_protocol}\"\nport = \"{}\"\npoll_ms = 50",
+            "protocol = \"{config_protocol}\"\n{key} = \"{}\"\npoll_ms = 50",
             sim.pty
         ),
         extra,
@@ -139,6 +156,27 @@ fn mt_sics_with_camera_frames() {
     wait_for(Duration::from_secs(10), "the scale to be zeroed", || {
         sim.cmd("status").contains("tare=0.00").then_some(())
     });
+}
+
+/// A serial-to-LAN converter: the same protocol over TCP, and the agent reconnects after
+/// the converter drops the connection.
+#[test]
+fn mt_sics_over_tcp_survives_a_dropped_connection() {
+    let (sub, agent, mut sim, _broker) =
+        run_link("mt-sics", "mt-sics", Trigger::Command, &[], "", true);
+    sim.cmd("disconnect");
+    std::thread::sleep(Duration::from_millis(300));
+    sim.cmd("reconnect");
+    sim.set_and_settle("77.70");
+    sub.command(r#"{"cmd":"capture","request_id":"after-reconnect"}"#);
+    let r = wait_for(Duration::from_secs(20), "a reading after the reconnect", || {
+        sub.with(|s| s.decoded.get(&(LOADS.len() as u64 + 1)).cloned())
+    });
+    let Measurement::Weight { net, .. } = r.measurement else {
+        panic!("not a weight: {r:?}\n{}", agent.logs())
+    };
+    assert_eq!(net.to_string(), "77.70");
+    assert_eq!(r.capture_request.as_deref(), Some("after-reconnect"));
 }
 
 #[test]

@@ -9,6 +9,7 @@ use super::{sibling_binary, wait_for};
 
 /// The scale simulator on a pty, with its control socket.
 pub struct Sim {
+    /// The pty path, or `host:port` when started with `--tcp`.
     pub pty: String,
     control: BufReader<TcpStream>,
     writer: TcpStream,
@@ -32,7 +33,11 @@ impl Sim {
                 out.read_line(&mut line).expect("sim output") > 0,
                 "simulator exited early"
             );
-            if let Some(p) = line.strip_prefix("PTY ") {
+            // on TCP the "pty" is the scale's host:port
+            if let Some(p) = line
+                .strip_prefix("PTY ")
+                .or_else(|| line.strip_prefix("TCP "))
+            {
                 pty = Some(p.trim().to_string());
             }
             if let Some(c) = line.strip_prefix("CONTROL ") {
