@@ -1,4 +1,5 @@
-//! End-to-end helpers: start the real `metcon-cloud` binary and wait until it listens.
+//! End-to-end helpers: start the real `metcon-cloud` binary and wait until it listens, and a
+//! MongoDB for tests and benchmarks ([`mongo`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -7,6 +8,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+pub mod mongo;
 
 /// A running `metcon-cloud`, killed on drop.
 #[derive(Debug)]
