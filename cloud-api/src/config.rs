@@ -123,7 +123,12 @@ impl Config {
             fig = fig.merge(Toml::file(path));
         }
         let config: Config = fig
-            .merge(Env::prefixed("METCON_").ignore(&["config", "log", "new_password"]))
+            .merge(
+                Env::prefixed("METCON_")
+                    .ignore(&["config", "log", "new_password", "secantusd"])
+                    // METCON_TEST_* configure the test harness, not the server.
+                    .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("test_")),
+            )
             .extract()
             .map_err(|e| ConfigError::Invalid(format!("configuration: {e}")))?;
         config.check()?;
