@@ -109,6 +109,44 @@ contract!(
     imported_history_answers_every_report_like_sqlite,
 );
 
+/// The start-up check on a real wire-protocol server: a standalone one (no replica set in its
+/// `hello`) is refused with a message saying what to do, unless declared a stand-in.
+#[tokio::test]
+async fn a_standalone_mongodb_is_refused_unless_declared_a_stand_in() {
+    let Some(target) =
+        metcon_e2e::mongo::MongoTarget::private("standalone", &["--standalone"]).unwrap()
+    else {
+        eprintln!("no secantusd-rs: skipped");
+        return;
+    };
+    let err = MongoStore::open(&target.uri, &MongoOptions::default())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("standalone") && text.contains("--replSet"),
+        "{text}"
+    );
+    let store = MongoStore::open(
+        &target.uri,
+        &MongoOptions {
+            standalone_transactions: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(store.topology().set_name.is_none());
+    store.ping().await.unwrap();
+    // The default daemon advertises a one-member replica set and opens without the opt-in.
+    let rs = metcon_e2e::mongo::MongoTarget::private("replset", &[])
+        .unwrap()
+        .unwrap();
+    let store = MongoStore::open(&rs.uri, &MongoOptions::default())
+        .await
+        .unwrap();
+    assert!(store.topology().set_name.is_some());
+}
+
 // --- helpers ---------------------------------------------------------------------------------
 
 const T0: OffsetDateTime = datetime!(2026-03-02 08:00:00.123456 UTC);

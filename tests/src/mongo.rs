@@ -29,8 +29,9 @@ pub struct MongoTarget {
     /// Connection string naming the database.
     pub uri: String,
     pub database: String,
-    /// The server accepts transactions standalone (the private stand-in does); pass as
-    /// `METCON_MONGODB_STANDALONE_TRANSACTIONS`.
+    /// Declare a standalone server able to run transactions (only for stand-ins started
+    /// `--standalone`, via `METCON_MONGODB_STANDALONE_TRANSACTIONS` with an external URI);
+    /// passed on as `METCON_MONGODB_STANDALONE_TRANSACTIONS`.
     pub standalone_transactions: bool,
     daemon: Option<Daemon>,
 }
@@ -103,7 +104,7 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn start_daemon(bin: &std::path::Path) -> Result<(Daemon, u16)> {
+fn start_daemon(bin: &std::path::Path, extra: &[&str]) -> Result<(Daemon, u16)> {
     let mut last = None;
     // A port picked free can be taken before the daemon binds it: try a few.
     for _ in 0..5 {
@@ -114,6 +115,7 @@ fn start_daemon(bin: &std::path::Path) -> Result<(Daemon, u16)> {
             .arg("--storage-path")
             .arg(storage.path())
             .args(["--cache-size", "256M"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -148,9 +150,9 @@ fn start_daemon(bin: &std::path::Path) -> Result<(Daemon, u16)> {
 impl MongoTarget {
     /// A fresh database (see the module docs); `tag` goes into its name.
     pub fn from_env(tag: &str) -> Result<Option<MongoTarget>> {
-        let database = unique_name(tag);
         if let Ok(uri) = std::env::var(URI_VAR) {
             if !uri.trim().is_empty() {
+                let database = unique_name(tag);
                 return Ok(Some(MongoTarget {
                     uri: with_database(uri.trim(), &database),
                     database,
@@ -162,17 +164,27 @@ impl MongoTarget {
                 }));
             }
         }
-        let Some(bin) = secantusd() else {
+        if secantusd().is_none() {
             if std::env::var("METCON_TEST_REQUIRE_MONGODB").is_ok_and(|v| v == "1") {
                 bail!("METCON_TEST_REQUIRE_MONGODB=1 but neither {URI_VAR} nor a secantusd-rs binary (METCON_SECANTUSD or PATH) is available");
             }
             return Ok(None);
+        }
+        MongoTarget::private(tag, &[])
+    }
+
+    /// A private stand-in daemon started with `extra` arguments (e.g. `--standalone`), if the
+    /// binary is there. It advertises a one-member replica set unless told `--standalone`.
+    pub fn private(tag: &str, extra: &[&str]) -> Result<Option<MongoTarget>> {
+        let Some(bin) = secantusd() else {
+            return Ok(None);
         };
-        let (daemon, port) = start_daemon(&bin)?;
+        let database = unique_name(tag);
+        let (daemon, port) = start_daemon(&bin, extra)?;
         Ok(Some(MongoTarget {
             uri: format!("mongodb://127.0.0.1:{port}/{database}"),
             database,
-            standalone_transactions: true,
+            standalone_transactions: false,
             daemon: Some(daemon),
         }))
     }

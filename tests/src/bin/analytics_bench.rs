@@ -88,7 +88,10 @@ async fn main() -> Result<()> {
     };
     let env = mongo.as_ref().map(|m| m.env()).unwrap_or_default();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    println!("store: {}", if mongo.is_some() { "MongoDB" } else { "SQLite" });
+    println!(
+        "store: {}",
+        if mongo.is_some() { "MongoDB" } else { "SQLite" }
+    );
     let fresh = mongo.is_some() || !dir.join("metcon.db").exists();
     if fresh {
         let t = Instant::now();

@@ -47,7 +47,14 @@ async fn main() -> Result<()> {
     let mongo = if args.mongodb {
         let t = metcon_e2e::mongo::MongoTarget::from_env("loadgen")?
             .context("--mongodb needs METCON_TEST_MONGODB_URI or secantusd-rs")?;
-        println!("store: MongoDB {}", if t.is_private() { "(private secantusd-rs stand-in)" } else { "(METCON_TEST_MONGODB_URI)" });
+        println!(
+            "store: MongoDB {}",
+            if t.is_private() {
+                "(private secantusd-rs stand-in)"
+            } else {
+                "(METCON_TEST_MONGODB_URI)"
+            }
+        );
         Some(t)
     } else {
         println!("store: SQLite");

@@ -87,7 +87,10 @@ pub(crate) async fn settle<T>(
         Ok(v) => loop {
             match session.commit_transaction().await {
                 Ok(()) => return Next::Done(Ok(v)),
-                Err(e) if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) && !give_up => {
+                Err(e)
+                    if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                        && started.elapsed() <= DEADLINE =>
+                {
                     pause(attempt).await;
                 }
                 Err(e) if is_transient(&e) && !give_up => {
