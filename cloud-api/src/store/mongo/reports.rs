@@ -63,6 +63,11 @@ fn unwind_matching(array: &str, mut batch: Document, elem: Document) -> Vec<Docu
     }
     vec![
         doc! { "$match": batch },
+        // Only what rows need: not the events, state and other arrays of each batch.
+        doc! { "$project": {
+            "n": 1, "batch_number": 1, "pipeline": 1, "flow_id": 1, "flow_version": 1,
+            "created_at": 1, array: 1,
+        } },
         doc! { "$unwind": format!("${array}") },
         doc! { "$match": unwound },
     ]
