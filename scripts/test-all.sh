@@ -9,6 +9,8 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_ctrl >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# cmake builds the MongoDB stand-in's storage engine (WiredTiger), below.
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
@@ -23,8 +25,26 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# The MongoDB half of the store contract suite (and the API tests on MongoDB below) runs
+# against METCON_TEST_MONGODB_URI when given (e.g. a real mongod replica set), else against
+# SecantusDB's Rust daemon, a MongoDB wire-protocol server that each test starts on a free
+# port with a temporary folder. It is GPL-licensed: installed as a separate program, never
+# linked into METCON. Built once (a few minutes) and cached.
+if [ -z "${METCON_TEST_MONGODB_URI:-}" ]; then
+  SECANTUS_ROOT="$HOME/.cache/metcon-ci/secantus"
+  if [ ! -x "$SECANTUS_ROOT/bin/secantusd-rs" ]; then
+    cargo install secantus-mdb --version 0.5.3-beta.196 --locked --ignore-rust-version --root "$SECANTUS_ROOT"
+  fi
+  export METCON_SECANTUSD="$SECANTUS_ROOT/bin/secantusd-rs"
+fi
+# A missing MongoDB fails the MongoDB tests instead of skipping them.
+export METCON_TEST_REQUIRE_MONGODB=1
+
 # Libraries, binaries and integration tests; the benches (harness = false) are run by hand,
 # see docs/benchmarks.md.
 cargo nextest run --workspace --lib --bins --tests --no-fail-fast "$@"
+# The API tests that go through the server only (analytics included) once more, on MongoDB.
+METCON_TEST_STORE=mongodb cargo nextest run -p metcon-cloud --no-fail-fast \
+  -E 'binary(reports) | binary(reports_access) | binary(batch_lifecycle) | binary(bad_input) | binary(authorization_matrix)'
 # nextest does not run doc tests.
 cargo test --workspace --doc

@@ -12,17 +12,37 @@ use time::OffsetDateTime;
 
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::token::{random_token, token_hash, TokenKeys};
-use crate::config::Config;
+use crate::config::{Config, DatabaseTarget};
 use crate::http::{self, AppState};
+use crate::store::mongo::{MongoOptions, MongoStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
-/// Opens the configured store.
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
-    let path = config.database_path();
-    let store = SqliteStore::open(&path)
-        .with_context(|| format!("while opening the database {}", path.display()))?;
-    Ok(Arc::new(store))
+/// Opens the configured store: SQLite for a path, MongoDB for a `mongodb://` URI.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    match config.database_target() {
+        DatabaseTarget::Sqlite(path) => {
+            let store = tokio::task::spawn_blocking(move || {
+                SqliteStore::open(&path)
+                    .with_context(|| format!("while opening the database {}", path.display()))
+            })
+            .await
+            .context("while opening the database")??;
+            Ok(Arc::new(store))
+        }
+        DatabaseTarget::Mongo(uri) => {
+            let opts = MongoOptions {
+                standalone_transactions: config.mongodb_standalone_transactions,
+            };
+            let store = MongoStore::open(&uri, &opts).await.with_context(|| {
+                format!(
+                    "while opening the MongoDB store {}",
+                    crate::store::mongo::redact_uri(&uri)
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// The token secret from configuration, or from `data_dir/token.secret` (created 0600).

@@ -18,8 +18,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Folder for the database, the token secret and (later) photos.
     pub data_dir: PathBuf,
-    /// SQLite file; relative paths are inside `data_dir`.
+    /// The store: an SQLite file (relative paths are inside `data_dir`), or a MongoDB URI
+    /// (`mongodb://…` or `mongodb+srv://…`; the database is the URI's path, else `metcon`).
     pub database: PathBuf,
+    /// Accept a standalone MongoDB server (no replica set) as able to run transactions.
+    /// Real MongoDB cannot; only for wire-protocol stand-ins in tests and benchmarks.
+    pub mongodb_standalone_transactions: bool,
     /// `human` or `json`.
     pub log_format: LogFormat,
     /// tracing filter, e.g. `info,metcon_cloud=debug`.
@@ -170,6 +174,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
             database: PathBuf::from("metcon.db"),
+            mongodb_standalone_transactions: false,
             log_format: LogFormat::Human,
             log_filter: "info".into(),
             token_secret: None,
@@ -190,7 +195,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field("database", &self.database)
+            .field("database", &self.database_target())
             .field("log_format", &self.log_format)
             .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
             .field("access_token_minutes", &self.access_token_minutes)
@@ -201,6 +206,23 @@ impl std::fmt::Debug for Config {
             .field("broker", &self.broker)
             .field("ingest", &self.ingest)
             .finish_non_exhaustive()
+    }
+}
+
+/// The store `database` selects.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite(PathBuf),
+    /// A MongoDB connection string (may hold a password: `Debug` hides it).
+    Mongo(String),
+}
+
+impl std::fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseTarget::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            DatabaseTarget::Mongo(uri) => write!(f, "{}", crate::store::mongo::redact_uri(uri)),
+        }
     }
 }
 
@@ -225,7 +247,9 @@ impl Config {
         let config: Config = fig
             .merge(
                 Env::prefixed("METCON_")
-                    .ignore(&["config", "log", "new_password"])
+                    .ignore(&["config", "log", "new_password", "secantusd"])
+                    // METCON_TEST_* configure the test harness, not the server.
+                    .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("test_"))
                     .split("__"),
             )
             .extract()
@@ -272,6 +296,16 @@ impl Config {
         Ok(())
     }
 
+    /// Which backend `database` names.
+    pub fn database_target(&self) -> DatabaseTarget {
+        let text = self.database.to_string_lossy();
+        if text.starts_with("mongodb://") || text.starts_with("mongodb+srv://") {
+            DatabaseTarget::Mongo(text.into_owned())
+        } else {
+            DatabaseTarget::Sqlite(self.database_path())
+        }
+    }
+
     pub fn database_path(&self) -> PathBuf {
         if self.database.is_absolute() {
             self.database.clone()
@@ -308,6 +342,29 @@ mod tests {
             Err(ConfigError::Missing(_))
         ));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_database_selects_the_backend() {
+        let c = Config {
+            data_dir: PathBuf::from("/srv/metcon"),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.database_target(),
+            DatabaseTarget::Sqlite(PathBuf::from("/srv/metcon/metcon.db"))
+        );
+        for uri in [
+            "mongodb://metcon:pw@db1,db2/metcon?replicaSet=rs0",
+            "mongodb+srv://metcon:pw@cluster.example/metcon",
+        ] {
+            let c = Config {
+                database: PathBuf::from(uri),
+                ..Config::default()
+            };
+            assert_eq!(c.database_target(), DatabaseTarget::Mongo(uri.into()));
+            assert!(!format!("{c:?}").contains(":pw@"), "{c:?}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! wired around the pure domain in `metcon-shared`.
 //!
 //! - [`config`]: defaults ← TOML ← environment.
-//! - [`store`]: the storage trait and its SQLite backend.
+//! - [`store`]: the storage trait and its SQLite and MongoDB backends.
+//! - [`transfer`]: export / import of every record between backends.
 //! - [`auth`]: passwords, tokens, throttling.
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`http`]: routes, extractors, problem+json errors, OpenAPI.
@@ -29,3 +30,4 @@ pub mod live;
 pub mod reports;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;

@@ -1,4 +1,5 @@
-//! `metcon-cloud`: serve the API, run the demo, manage users, verify the audit chain.
+//! `metcon-cloud`: serve the API, run the demo, manage users, verify the audit chain, move
+//! data between stores (export / import).
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use metcon_cloud::auth::password;
 use metcon_cloud::store::{NewAudit, User};
-use metcon_cloud::{app, audit, config::Config, demo, telemetry};
+use metcon_cloud::{app, audit, config::Config, demo, telemetry, transfer};
 use metcon_shared::role::Role;
 use time::OffsetDateTime;
 
@@ -53,6 +54,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Write every record of the configured store to a JSON Lines file (format: see
+    /// `transfer.rs`). Stop the servers first for a consistent copy.
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Load an export into the configured store, which must be empty; then check the counts
+    /// and verify the audit chain.
+    Import {
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,7 +104,7 @@ fn main() -> Result<()> {
 async fn run(command: Command, config: Config) -> Result<()> {
     match command {
         Command::Serve => {
-            let store = app::open_store(&config)?;
+            let store = app::open_store(&config).await?;
             let state = app::state(config, store.clone())?;
             let base = base_url(&state.config);
             app::offer_setup_token(store.as_ref(), &base).await?;
@@ -109,7 +122,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
                 );
                 config.broker.listen.set_port(0);
             }
-            let store = app::open_store(&config)?;
+            let store = app::open_store(&config).await?;
             let creds = demo::seed(store.as_ref(), &config.data_dir).await?;
             let data_dir = config.data_dir.clone();
             let state = app::state(config, store.clone())?;
@@ -177,7 +190,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
                 }
             };
             let hash = password::hash(&pw)?;
-            let store = app::open_store(&config)?;
+            let store = app::open_store(&config).await?;
             let now = OffsetDateTime::now_utc();
             let user = User {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -207,7 +220,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
             days,
             seed,
         } => {
-            let store = app::open_store(&config)?;
+            let store = app::open_store(&config).await?;
             let bar = indicatif::ProgressBar::new(batches);
             if let Ok(style) = indicatif::ProgressStyle::with_template(
                 "{elapsed_precise} [{bar:40}] {pos}/{len} batches ({per_sec}, eta {eta})",
@@ -236,10 +249,30 @@ async fn run(command: Command, config: Config) -> Result<()> {
             );
             Ok(())
         }
+        Command::Export { out } => {
+            let store = app::open_store(&config).await?;
+            let bar = transfer_bar();
+            let counts = transfer::export(store.as_ref(), &out, &bar)
+                .await
+                .with_context(|| format!("while exporting to {}", out.display()))?;
+            bar.finish();
+            println!("exported {counts:?} to {}", out.display());
+            Ok(())
+        }
+        Command::Import { input } => {
+            let store = app::open_store(&config).await?;
+            let bar = transfer_bar();
+            let counts = transfer::import(store.as_ref(), &input, &bar)
+                .await
+                .with_context(|| format!("while importing {}", input.display()))?;
+            bar.finish();
+            println!("imported {counts:?}; counts match the file and the audit chain verifies");
+            Ok(())
+        }
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
-            let store = app::open_store(&config)?;
+            let store = app::open_store(&config).await?;
             let report = audit::verify(store.as_ref()).await?;
             if report.ok {
                 println!("audit chain intact: {} records", report.records);
@@ -256,6 +289,16 @@ async fn run(command: Command, config: Config) -> Result<()> {
             }
         }
     }
+}
+
+fn transfer_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }
 
 fn base_url(config: &Config) -> String {

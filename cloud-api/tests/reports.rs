@@ -1,7 +1,8 @@
 //! Analytics against the real server: a generated history (300 batches through the real
 //! domain), every report's numbers — filters included — checked against a brute-force
-//! computation over the raw events read from the database file, and CSV exports parsed back
-//! with the `csv` crate. (Live events, permissions and bad input: `reports_access.rs`.)
+//! computation over the raw events (read back with `metcon-cloud export`, so the same test
+//! runs on SQLite and, with `METCON_TEST_STORE=mongodb`, on MongoDB), and CSV exports parsed
+//! back with the `csv` crate. (Live events, permissions and bad input: `reports_access.rs`.)
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -15,45 +16,37 @@ use metcon_shared::flow::Flow;
 use reqwest::StatusCode;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
-use support::{run_cli, World};
+use support::World;
 
 /// The raw material: every batch's events, folded states and pinned flows.
 struct Raw {
     batches: Vec<(BatchState, Vec<RecordedEvent>, Flow)>,
 }
 
-fn raw(db: &std::path::Path) -> Raw {
-    let c = rusqlite::Connection::open(db).unwrap();
+/// Every flow version and batch event, from an export of the server's store.
+fn raw(w: &World) -> Raw {
+    let file = w.app.dir.path().join("raw-export.jsonl");
+    let (ok, out) = w.app.cli(&["export", "--out", file.to_str().unwrap()]);
+    assert!(ok, "{out}");
     let mut flows = HashMap::new();
-    let mut st = c
-        .prepare("SELECT flow_id, version, doc FROM flows")
-        .unwrap();
-    for r in st
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })
-        .unwrap()
-    {
-        let (id, v, doc) = r.unwrap();
-        flows.insert((id, v), serde_json::from_str::<Flow>(&doc).unwrap());
-    }
     let mut by_batch: BTreeMap<String, Vec<RecordedEvent>> = BTreeMap::new();
-    let mut st = c
-        .prepare("SELECT batch_id, doc FROM batch_events ORDER BY batch_id, seq")
-        .unwrap();
-    for r in st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .unwrap()
-    {
-        let (id, doc) = r.unwrap();
-        by_batch
-            .entry(id)
-            .or_default()
-            .push(serde_json::from_str(&doc).unwrap());
+    for line in std::fs::read_to_string(&file).unwrap().lines().skip(1) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        match v["kind"].as_str().unwrap() {
+            "flow" => {
+                let f: Flow = serde_json::from_value(v["data"].clone()).unwrap();
+                flows.insert((f.flow_id.clone(), f.version), f);
+            }
+            "batch" => {
+                let events: Vec<RecordedEvent> =
+                    serde_json::from_value(v["data"]["events"].clone()).unwrap();
+                by_batch.insert(
+                    v["data"]["state"]["batch_id"].as_str().unwrap().to_string(),
+                    events,
+                );
+            }
+            _ => {}
+        }
     }
     let batches = by_batch
         .into_values()
@@ -176,21 +169,17 @@ fn mc_summary(ws: &[&Weighing<'_>]) -> (usize, usize, Option<Decimal>) {
 #[tokio::test]
 async fn every_report_matches_a_brute_force_computation_over_the_raw_events() {
     let w = World::new().await;
-    let (ok, out) = run_cli(
-        w.app.dir.path(),
-        &[
-            "generate",
-            "--batches",
-            "300",
-            "--days",
-            "30",
-            "--seed",
-            "42",
-        ],
-        &[],
-    );
+    let (ok, out) = w.app.cli(&[
+        "generate",
+        "--batches",
+        "300",
+        "--days",
+        "30",
+        "--seed",
+        "42",
+    ]);
     assert!(ok, "{out}");
-    let raw = raw(&w.app.db_path());
+    let raw = raw(&w);
     assert_eq!(raw.batches.len(), 300);
     let c = Check { w: &w };
     let all = weighings(&raw);

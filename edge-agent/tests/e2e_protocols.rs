@@ -42,7 +42,14 @@ fn run_keep(
     sim_args: &[&str],
     extra: &str,
 ) -> (Subscriber, Agent, Sim, Broker) {
-    run_link(sim_protocol, config_protocol, trigger, sim_args, extra, false)
+    run_link(
+        sim_protocol,
+        config_protocol,
+        trigger,
+        sim_args,
+        extra,
+        false,
+    )
 }
 
 /// Like [`run_keep`]; over TCP (a serial-to-LAN converter) when `tcp`.
@@ -169,9 +176,11 @@ fn mt_sics_over_tcp_survives_a_dropped_connection() {
     sim.cmd("reconnect");
     sim.set_and_settle("77.70");
     sub.command(r#"{"cmd":"capture","request_id":"after-reconnect"}"#);
-    let r = wait_for(Duration::from_secs(20), "a reading after the reconnect", || {
-        sub.with(|s| s.decoded.get(&(LOADS.len() as u64 + 1)).cloned())
-    });
+    let r = wait_for(
+        Duration::from_secs(20),
+        "a reading after the reconnect",
+        || sub.with(|s| s.decoded.get(&(LOADS.len() as u64 + 1)).cloned()),
+    );
     let Measurement::Weight { net, .. } = r.measurement else {
         panic!("not a weight: {r:?}\n{}", agent.logs())
     };

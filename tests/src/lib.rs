@@ -1,6 +1,7 @@
 //! End-to-end helpers: start the real binaries (`metcon-cloud`, `metcon-edge`,
-//! `metcon-scale-sim`) and the real servers they use (Mosquitto), each on free ports with
-//! temporary folders, and talk to them as users and devices do.
+//! `metcon-scale-sim`) and the real servers they use (Mosquitto, a MongoDB for tests and
+//! benchmarks: [`mongo`]), each on free ports with temporary folders, and talk to them as
+//! users and devices do.
 
 pub mod api;
 pub mod edge;
@@ -15,6 +16,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+pub mod mongo;
 
 /// A running `metcon-cloud`, killed on drop.
 #[derive(Debug)]

@@ -3,7 +3,9 @@
 //! The trait follows the seed's document model so that the MongoDB backend (its own issue)
 //! maps one-to-one: a batch is one record holding its current state plus its append-only
 //! events; flows are one record per `(flow_id, version)`; users, sessions and the audit chain
-//! are their own collections. SQLite ([`sqlite`]) is the embedded default.
+//! are their own collections. SQLite ([`sqlite`]) is the embedded default; MongoDB
+//! ([`mongo`]) the production store. [`snapshot`] dumps and loads whole stores (export /
+//! import between backends).
 //!
 //! Guarantees every backend must give:
 //! - `append_batch_events` is atomic and conditional on the stored batch version: of two
@@ -14,11 +16,14 @@
 
 pub mod devices;
 pub mod model;
+pub mod mongo;
+pub mod snapshot;
 pub mod sqlite;
 mod sqlite_devices;
 mod sqlite_query;
 mod sqlite_readmodel;
 mod sqlite_reports;
+mod sqlite_snapshot;
 
 use async_trait::async_trait;
 use metcon_shared::batch::RecordedEvent;
@@ -27,8 +32,10 @@ use time::OffsetDateTime;
 
 pub use model::*;
 pub use sqlite_query::DEFAULT_STUCK_HOURS;
+pub(crate) use sqlite_readmodel::visit_station;
 
 use crate::reports::ReportStore;
+use snapshot::SnapshotStore;
 
 /// What can go wrong in a store, in words the API can map to a status code.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +59,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything METCON persists. Implementations must be safe to share between tasks. The
 /// analytics queries ([`ReportStore`]) are part of every store: their read model is written
-/// in the same transactions as the events.
+/// in the same transactions as the events. So are whole-store dumps and loads
+/// ([`SnapshotStore`]), for moving data between backends.
 #[async_trait]
-pub trait Store: ReportStore + devices::DeviceStore + Send + Sync + 'static {
+pub trait Store:
+    ReportStore + SnapshotStore + devices::DeviceStore + Send + Sync + 'static
+{
     /// Cheap liveness check of the backend, for the readiness endpoint.
     async fn ping(&self) -> StoreResult<()>;
 

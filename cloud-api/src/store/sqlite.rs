@@ -222,7 +222,7 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,

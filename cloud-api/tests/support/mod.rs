@@ -1,5 +1,10 @@
 //! Starts the real `metcon-cloud` binary on a free port with a temporary data folder, and
 //! talks to it over HTTP (the zero-to-production `spawn_app` pattern).
+//!
+//! The store is SQLite in the data folder; with `METCON_TEST_STORE=mongodb` it is a fresh
+//! MongoDB database instead (`METCON_TEST_MONGODB_URI`, or a private `secantusd-rs`; see
+//! `metcon_e2e::mongo`), so the API tests that do not open the SQLite file themselves run
+//! unchanged on MongoDB.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -20,7 +25,23 @@ pub struct App {
     pub client: reqwest::Client,
     pub setup_token: Option<String>,
     pub stdout: mpsc::Receiver<String>,
+    /// Environment selecting the store (empty for SQLite in `dir`); CLI runs need it too.
+    pub store_env: Vec<(&'static str, String)>,
     child: Child,
+    /// Kept alive while the server runs (a private MongoDB stand-in, or a database to drop).
+    _mongo: Option<metcon_e2e::mongo::MongoTarget>,
+}
+
+/// A MongoDB database for this test if `METCON_TEST_STORE=mongodb`.
+pub fn test_mongo() -> Option<metcon_e2e::mongo::MongoTarget> {
+    if std::env::var("METCON_TEST_STORE").ok().as_deref() != Some("mongodb") {
+        return None;
+    }
+    Some(
+        metcon_e2e::mongo::MongoTarget::from_env("app")
+            .expect("a MongoDB for the test")
+            .expect("METCON_TEST_STORE=mongodb needs METCON_TEST_MONGODB_URI or secantusd-rs"),
+    )
 }
 
 impl Drop for App {
@@ -64,7 +85,17 @@ impl App {
     }
 
     pub async fn spawn_in(dir: tempfile::TempDir, command: &str, env: &[(&str, &str)]) -> App {
+        // An explicit database in `env` wins over METCON_TEST_STORE.
+        let mongo = if env.iter().any(|(k, _)| *k == "METCON_DATABASE") {
+            None
+        } else {
+            test_mongo()
+        };
+        let store_env = mongo.as_ref().map(|m| m.env()).unwrap_or_default();
         let mut cmd = Command::new(bin());
+        for (k, v) in &store_env {
+            cmd.env(k, v);
+        }
         cmd.arg(command)
             .env("METCON_LISTEN", "127.0.0.1:0")
             .env("METCON_DATA_DIR", dir.path())
@@ -115,8 +146,20 @@ impl App {
             client,
             setup_token,
             stdout: rx,
+            store_env,
             child,
+            _mongo: mongo,
         }
+    }
+
+    /// Runs a `metcon-cloud` subcommand against this server's data folder and store.
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let env: Vec<(&str, &str)> = self
+            .store_env
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        run_cli(self.dir.path(), args, &env)
     }
 
     pub fn pid(&self) -> u32 {

@@ -5,7 +5,9 @@
 //! 10,000 batches and over everything.
 //!
 //! `cargo build --release -p metcon-cloud -p metcon-e2e && target/release/analytics_bench --batches 250000 --days 365 --data /tmp/metcon-bench`
-//! (`--data` keeps the generated history; a second run reuses it.)
+//! (`--data` keeps the generated history; a second run reuses it. `--mongodb`: the store is
+//! MongoDB instead: `METCON_TEST_MONGODB_URI`, or a private `secantusd-rs` stand-in, see
+//! `metcon_e2e::mongo`; always generated afresh.)
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,6 +34,9 @@ struct Args {
     /// Timed requests per filter.
     #[arg(long, default_value_t = 5)]
     repeat: u32,
+    /// Store in MongoDB (METCON_TEST_MONGODB_URI, or a private secantusd-rs) instead of SQLite.
+    #[arg(long)]
+    mongodb: bool,
 }
 
 const PASSWORD: &str = "benchmark-password-123";
@@ -73,7 +78,21 @@ async fn main() -> Result<()> {
         .unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let bin = sibling_binary("metcon-cloud")?;
-    let fresh = !dir.join("metcon.db").exists();
+    let mongo = if args.mongodb {
+        Some(
+            metcon_e2e::mongo::MongoTarget::from_env("analytics")?
+                .context("--mongodb needs METCON_TEST_MONGODB_URI or secantusd-rs")?,
+        )
+    } else {
+        None
+    };
+    let env = mongo.as_ref().map(|m| m.env()).unwrap_or_default();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    println!(
+        "store: {}",
+        if mongo.is_some() { "MongoDB" } else { "SQLite" }
+    );
+    let fresh = mongo.is_some() || !dir.join("metcon.db").exists();
     if fresh {
         let t = Instant::now();
         let st = Command::new(&bin)
@@ -88,6 +107,7 @@ async fn main() -> Result<()> {
             ])
             .env("METCON_DATA_DIR", &dir)
             .env("METCON_LOG", "warn")
+            .envs(env.iter().copied())
             .status()
             .context("while running metcon-cloud generate")?;
         if !st.success() {
@@ -106,14 +126,17 @@ async fn main() -> Result<()> {
             .env("METCON_DATA_DIR", &dir)
             .env("METCON_LOG", "warn")
             .env("METCON_NEW_PASSWORD", PASSWORD)
+            .envs(env.iter().copied())
             .status()?;
         if !st.success() {
             bail!("user create failed");
         }
     }
-    let db = std::fs::metadata(dir.join("metcon.db"))?.len();
-    println!("database: {:.2} GiB", db as f64 / (1u64 << 30) as f64);
-    let server = Server::start(&bin, &dir, &[])?;
+    if mongo.is_none() {
+        let db = std::fs::metadata(dir.join("metcon.db"))?.len();
+        println!("database: {:.2} GiB", db as f64 / (1u64 << 30) as f64);
+    }
+    let server = Server::start(&bin, &dir, &env)?;
     let base = server.base.clone();
     let c = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))

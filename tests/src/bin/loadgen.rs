@@ -2,6 +2,8 @@
 //! clients against a real `metcon-cloud`, and batch event appends per second.
 //!
 //! `cargo build --release -p metcon-cloud -p metcon-e2e && target/release/loadgen --clients 200 --seconds 20`
+//! (`--mongodb`: the store is MongoDB instead of SQLite: `METCON_TEST_MONGODB_URI`, or a
+//! private `secantusd-rs` stand-in, see `metcon_e2e::mongo`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,9 @@ struct Args {
     /// Mass-check steps per batch.
     #[arg(long, default_value_t = 40)]
     steps: usize,
+    /// Store in MongoDB (METCON_TEST_MONGODB_URI, or a private secantusd-rs) instead of SQLite.
+    #[arg(long)]
+    mongodb: bool,
 }
 
 const PASSWORD: &str = "benchmark-password-123";
@@ -39,7 +44,25 @@ async fn post(c: &reqwest::Client, url: String, token: &str, body: Value) -> Res
 async fn main() -> Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let server = Server::start(&sibling_binary("metcon-cloud")?, dir.path(), &[])?;
+    let mongo = if args.mongodb {
+        let t = metcon_e2e::mongo::MongoTarget::from_env("loadgen")?
+            .context("--mongodb needs METCON_TEST_MONGODB_URI or secantusd-rs")?;
+        println!(
+            "store: MongoDB {}",
+            if t.is_private() {
+                "(private secantusd-rs stand-in)"
+            } else {
+                "(METCON_TEST_MONGODB_URI)"
+            }
+        );
+        Some(t)
+    } else {
+        println!("store: SQLite");
+        None
+    };
+    let env = mongo.as_ref().map(|m| m.env()).unwrap_or_default();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start(&sibling_binary("metcon-cloud")?, dir.path(), &env)?;
     let base = server.base.clone();
     let c = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
@@ -198,5 +221,6 @@ async fn main() -> Result<()> {
         events.load(Ordering::Relaxed) as f64 / secs
     );
     drop(server);
+    drop(mongo);
     Ok(())
 }
