@@ -9,8 +9,13 @@
 //!   stable order: `user` (by username, password hashes included), `session` (by id, with its
 //!   refresh token hashes), `flow` (every version, by flow id and version), `counter` (batch
 //!   number sequences), `setup_token` (at most one), `batch` (by creation time and id: the
-//!   state, position and whole event stream), `audit` (by sequence number, exactly as hashed),
-//!   `audit_head`.
+//!   state, position and whole event stream), `device` (by id, with its keys, enrollment
+//!   code hashes, calibrations, last status, online/offline history and armed step),
+//!   `reading` (by device and sequence, with the signed envelope bytes and the binding),
+//!   `rejection` (in the order stored, with a quarantined envelope while kept), `audit` (by
+//!   sequence number, exactly as hashed), `audit_head`.
+//!
+//! Version 1 files (written before the device fleet existed) still import.
 //!
 //! The same data gives the same bytes whichever backend wrote it. Import refuses a store that
 //! is not empty, loads everything as it was (batches through `import_batches`, which rebuilds
@@ -35,7 +40,9 @@ use crate::store::{
 };
 
 pub const FORMAT: &str = "metcon-export";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// Versions [`import`] reads.
+const READS: [u32; 2] = [1, 2];
 
 /// Batches per page read or per `import_batches` call.
 const BATCH_PAGE: u32 = 500;
@@ -92,12 +99,65 @@ pub enum Line {
     Counter(CounterDump),
     SetupToken(SetupTokenDump),
     Batch(BatchDump),
+    Device(Box<DeviceDump>),
+    Reading(Box<ReadingDump>),
+    Rejection(RejectionDump),
     Audit(AuditRecord),
     AuditHead(AuditHeadLine),
 }
 
 fn total(c: &SnapshotCounts) -> u64 {
-    c.users + c.sessions + c.flows + c.batch_counters + c.setup_tokens + c.batches + c.audit_records
+    c.users
+        + c.sessions
+        + c.flows
+        + c.batch_counters
+        + c.setup_tokens
+        + c.batches
+        + c.devices
+        + c.readings
+        + c.rejections
+        + c.audit_records
+}
+
+/// Every device with what hangs off it, ordered by id.
+async fn device_dumps(store: &dyn Store) -> Result<Vec<DeviceDump>, TransferError> {
+    use std::collections::BTreeMap;
+    let mut codes: BTreeMap<String, Vec<EnrollmentCodeDump>> = BTreeMap::new();
+    for c in store.dump_enrollment_codes().await? {
+        codes.entry(c.device_id.clone()).or_default().push(c);
+    }
+    let mut presence: BTreeMap<String, _> = store
+        .presences()
+        .await?
+        .into_iter()
+        .map(|p| (p.device_id.clone(), p))
+        .collect();
+    let mut changes: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for c in store.presence_changes(None, None).await? {
+        changes.entry(c.device_id.clone()).or_default().push(c);
+    }
+    let mut arms: BTreeMap<String, _> = store
+        .list_arms()
+        .await?
+        .into_iter()
+        .map(|a| (a.device_id.clone(), a))
+        .collect();
+    let mut devices = store.list_devices().await?;
+    devices.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    let mut out = Vec::with_capacity(devices.len());
+    for device in devices {
+        let id = device.id.to_string();
+        out.push(DeviceDump {
+            keys: store.device_keys(&id).await?,
+            enrollment_codes: codes.remove(&id).unwrap_or_default(),
+            calibrations: store.calibrations(&id).await?,
+            presence: presence.remove(&id),
+            presence_changes: changes.remove(&id).unwrap_or_default(),
+            arm: arms.remove(&id),
+            device,
+        });
+    }
+    Ok(out)
 }
 
 /// Writes lines on a blocking thread so the async workers never wait on the disk.
@@ -204,6 +264,45 @@ pub async fn export(
             bar.inc(1);
         }
     }
+    for d in device_dumps(store).await? {
+        seen.devices += 1;
+        seen.device_keys += d.keys.len() as u64;
+        seen.enrollment_codes += d.enrollment_codes.len() as u64;
+        seen.calibrations += d.calibrations.len() as u64;
+        seen.arms += u64::from(d.arm.is_some());
+        seen.presences += u64::from(d.presence.is_some());
+        seen.presence_changes += d.presence_changes.len() as u64;
+        w.line(&Line::Device(Box::new(d))).await?;
+        bar.inc(1);
+    }
+    let mut after: Option<(String, u64)> = None;
+    loop {
+        let page = store
+            .dump_readings(after.as_ref().map(|(d, s)| (d.as_str(), *s)), CHUNK as u32)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.reading.device.to_string(), last.reading.seq));
+        for r in page {
+            seen.readings += 1;
+            w.line(&Line::Reading(Box::new(r))).await?;
+            bar.inc(1);
+        }
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .dump_rejections(after.as_deref(), CHUNK as u32)
+            .await?;
+        let Some((cursor, _)) = page.last() else {
+            break;
+        };
+        after = Some(cursor.clone());
+        for (_, r) in page {
+            seen.rejections += 1;
+            w.line(&Line::Rejection(r)).await?;
+            bar.inc(1);
+        }
+    }
     let mut after = 0;
     loop {
         let page = store.audit_records(after, CHUNK as u32).await?;
@@ -275,6 +374,8 @@ struct Pending {
     flows: Vec<Flow>,
     counters: Vec<CounterDump>,
     batches: Vec<ImportedBatch>,
+    readings: Vec<ReadingDump>,
+    rejections: Vec<RejectionDump>,
     audit: Vec<AuditRecord>,
 }
 
@@ -301,6 +402,16 @@ impl Pending {
                 .import_batches(std::mem::take(&mut self.batches))
                 .await?;
         }
+        if !self.readings.is_empty() {
+            store
+                .load_readings(&std::mem::take(&mut self.readings))
+                .await?;
+        }
+        if !self.rejections.is_empty() {
+            store
+                .load_rejections(&std::mem::take(&mut self.rejections))
+                .await?;
+        }
         if !self.audit.is_empty() {
             store.load_audit(&std::mem::take(&mut self.audit)).await?;
         }
@@ -313,6 +424,8 @@ impl Pending {
             || self.flows.len() >= CHUNK
             || self.counters.len() >= CHUNK
             || self.batches.len() >= BATCH_PAGE as usize
+            || self.readings.len() >= CHUNK
+            || self.rejections.len() >= CHUNK
             || self.audit.len() >= CHUNK
     }
 }
@@ -337,12 +450,14 @@ pub async fn import(
         }
         None => return Err(bad(1, "the file is empty".into())),
     };
-    if header.format != FORMAT || header.version != VERSION {
+    if header.format != FORMAT || !READS.contains(&header.version) {
         return Err(bad(
             1,
             format!(
-                "format {} version {} is not {FORMAT} version {VERSION}",
-                header.format, header.version
+                "format {} version {} is not {FORMAT} version {}",
+                header.format,
+                header.version,
+                READS.map(|v| v.to_string()).join(" or ")
             ),
         ));
     }
@@ -391,6 +506,12 @@ pub async fn import(
                     stations_after: stations,
                 });
             }
+            Line::Device(d) => {
+                pending.flush(store).await?;
+                store.load_device(&d).await?;
+            }
+            Line::Reading(r) => pending.readings.push(*r),
+            Line::Rejection(r) => pending.rejections.push(r),
             Line::Audit(r) => pending.audit.push(r),
             Line::AuditHead(h) => {
                 head = Some(AuditHead {

@@ -107,6 +107,10 @@ contract!(
     the_audit_chain_never_forks_under_concurrent_writers,
     batch_listing_pages_and_filters,
     imported_history_answers_every_report_like_sqlite,
+    devices_register_enroll_once_and_rotate_keys,
+    readings_group_commit_bind_once_and_count,
+    rejections_quarantine_calibrations_and_presence,
+    device_fleet_survives_export_and_import,
 );
 
 /// The start-up check on a real wire-protocol server: a standalone one (no replica set in its
@@ -1405,4 +1409,710 @@ async fn imported_history_answers_every_report_like_sqlite(s: Arc<dyn Store>) {
             .await
             .unwrap()
     );
+}
+
+// --- the device fleet ------------------------------------------------------------------------
+
+mod fleet {
+    use metcon_cloud::store::devices::*;
+    use metcon_shared::calibration::{CalibrationKind, CalibrationOutcome, CalibrationRecord};
+    use metcon_shared::device::{CameraSettings, ScaleSettings};
+    use metcon_shared::mass::MassUnit;
+    use metcon_shared::reading::{sign, Measurement, PublicKeyHex, Reading, FORMAT_VERSION};
+    use metcon_shared::topic::{DeviceConfig, DeviceId, DeviceStatus, Presence as Online};
+    use rust_decimal::Decimal;
+    use time::OffsetDateTime;
+
+    use super::T0;
+
+    pub fn key(n: u8) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[n; 32])
+    }
+
+    pub fn public(n: u8) -> PublicKeyHex {
+        PublicKeyHex(key(n).verifying_key().to_bytes())
+    }
+
+    pub fn device(id: &str, station: &str) -> Device {
+        let scale: ScaleSettings = serde_json::from_value(
+            serde_json::json!({ "protocol": "mt-sics", "port": "/dev/ttyUSB0" }),
+        )
+        .unwrap();
+        Device {
+            id: DeviceId::parse(id).unwrap(),
+            name: format!("Scale {id}"),
+            site: "plant-1".into(),
+            station_id: station.into(),
+            scale,
+            camera: CameraSettings::None,
+            camera_region: None,
+            config: DeviceConfig::default(),
+            state: DeviceState::Pending,
+            broker_secret_hash: None,
+            hostname: None,
+            agent_version: None,
+            created_at: T0,
+            created_by: "admin".into(),
+            enrolled_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            updated_at: T0,
+        }
+    }
+
+    /// A reading signed with key `k`, `grams` on the display.
+    pub fn reading(device: &str, seq: u64, grams: &str, k: u8, at: OffsetDateTime) -> NewReading {
+        let reading = Reading {
+            v: FORMAT_VERSION,
+            device: DeviceId::parse(device).unwrap(),
+            seq,
+            measurement: Measurement::Weight {
+                net: grams.parse::<Decimal>().unwrap(),
+                gross: None,
+                tare: None,
+                unit: MassUnit::G,
+                stable: true,
+            },
+            scale_serial: Some("B123456789".into()),
+            raw_line: format!("S S {grams:>10} g"),
+            device_time: at,
+            frame_sha256: None,
+            capture_request: None,
+        };
+        let envelope = sign(&reading, &key(k)).unwrap().as_bytes().to_vec();
+        NewReading {
+            reading,
+            envelope,
+            received_at: at,
+        }
+    }
+
+    pub fn status(online: bool) -> DeviceStatus {
+        DeviceStatus {
+            presence: if online {
+                Online::Online
+            } else {
+                Online::Offline
+            },
+            outbox_depth: 3,
+            outbox_full: false,
+            last_seq: Some(2),
+            scale_connected: online,
+            agent_version: Some("0.1.0".into()),
+            device_time: Some(T0),
+            last_capture_request: None,
+        }
+    }
+
+    pub fn calibration(id: &str, device: &str, at: OffsetDateTime) -> CalibrationRecord {
+        CalibrationRecord {
+            id: id.into(),
+            device_id: device.into(),
+            kind: CalibrationKind::RoutineTest,
+            outcome: CalibrationOutcome::Pass,
+            performed_at: at,
+            next_due: (at + time::Duration::days(30)).date(),
+            scale_serial: Some("B123456789".into()),
+            reference: "F1 set 4711".into(),
+            performed_by: "metrologist".into(),
+            notes: None,
+            recorded_by: "admin".into(),
+            recorded_at: at,
+        }
+    }
+
+    pub fn enrollment(k: u8, at: OffsetDateTime) -> Enrollment {
+        Enrollment {
+            public_key: public(k),
+            broker_secret_hash: "ab".repeat(32),
+            agent_version: "0.1.0".into(),
+            hostname: Some("edge-1".into()),
+            at,
+        }
+    }
+}
+
+async fn devices_register_enroll_once_and_rotate_keys(s: Arc<dyn Store>) {
+    use fleet::*;
+    use metcon_cloud::store::devices::*;
+    let d = device("scale-1", "receiving");
+    s.create_device(&d, &[audit("device.create", "device:scale-1")])
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_device(&d, &[]).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert!(matches!(
+        s.update_device(&device("ghost", "receiving"), &[]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.device("scale-1").await.unwrap(), Some(d.clone()));
+    assert_eq!(s.device("ghost").await.unwrap(), None);
+    s.create_device(&device("scale-0", "assay"), &[])
+        .await
+        .unwrap();
+    let ids: Vec<String> = s
+        .list_devices()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id.to_string())
+        .collect();
+    assert_eq!(ids, ["scale-0", "scale-1"]);
+
+    // Codes: a newer code replaces an unused older one; expired, used and unknown refuse.
+    let code = |hash: &str, expires: OffsetDateTime| EnrollmentCode {
+        code_hash: hash.into(),
+        device_id: "scale-1".into(),
+        created_by: "admin".into(),
+        created_at: T0,
+        expires_at: expires,
+    };
+    s.create_enrollment_code(&code("old", T0 + Duration::hours(1)), &[])
+        .await
+        .unwrap();
+    s.create_enrollment_code(&code("new", T0 + Duration::hours(1)), &[])
+        .await
+        .unwrap();
+    let at = T0 + Duration::minutes(5);
+    let ok = [audit("device.enroll", "")];
+    assert_eq!(
+        s.consume_enrollment_code("old", &enrollment(1, at), &ok)
+            .await
+            .unwrap(),
+        Err(EnrollRefusal::Unknown),
+        "the replaced code no longer works"
+    );
+    assert_eq!(
+        s.consume_enrollment_code("nope", &enrollment(1, at), &ok)
+            .await
+            .unwrap(),
+        Err(EnrollRefusal::Unknown)
+    );
+    let late = T0 + Duration::hours(2);
+    assert_eq!(
+        s.consume_enrollment_code("new", &enrollment(1, late), &ok)
+            .await
+            .unwrap(),
+        Err(EnrollRefusal::Expired)
+    );
+    let active = s
+        .consume_enrollment_code("new", &enrollment(1, at), &ok)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(active.state, DeviceState::Active);
+    assert_eq!(active.enrolled_at, Some(at));
+    assert_eq!(
+        s.consume_enrollment_code("new", &enrollment(2, at), &ok)
+            .await
+            .unwrap(),
+        Err(EnrollRefusal::Used),
+        "a code works once"
+    );
+    let last = all_audit(&*s).await.pop().unwrap();
+    assert_eq!(
+        (last.entry.action.as_str(), last.entry.target.as_str()),
+        ("device.enroll", "device:scale-1")
+    );
+
+    // Keys: the enrollment key from 0, a rotation from a later sequence only.
+    let k = s.device_keys("scale-1").await.unwrap();
+    assert_eq!(k.len(), 1);
+    assert_eq!((k[0].from_seq, &k[0].public_key), (0, &public(1)));
+    let rotated = DeviceKeyRecord {
+        device_id: "scale-1".into(),
+        public_key: public(2),
+        from_seq: 10,
+        registered_at: at,
+    };
+    s.add_device_key(&rotated, &[]).await.unwrap();
+    let earlier = DeviceKeyRecord {
+        from_seq: 5,
+        public_key: public(3),
+        ..rotated.clone()
+    };
+    assert!(matches!(
+        s.add_device_key(&earlier, &[]).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    let k = s.device_keys("scale-1").await.unwrap();
+    assert_eq!(
+        k.iter().map(|k| k.from_seq).collect::<Vec<_>>(),
+        [0, 10],
+        "oldest first"
+    );
+}
+
+async fn readings_group_commit_bind_once_and_count(s: Arc<dyn Store>) {
+    use fleet::*;
+    use metcon_cloud::store::devices::*;
+    s.create_device(&device("scale-1", "receiving"), &[])
+        .await
+        .unwrap();
+    let batch: Vec<NewReading> = (1..=5)
+        .map(|n| {
+            reading(
+                "scale-1",
+                n,
+                &format!("{n}00.01"),
+                1,
+                T0 + Duration::seconds(n as i64),
+            )
+        })
+        .collect();
+    let out = s.insert_readings(&batch).await.unwrap();
+    assert!(out.iter().all(|o| *o == InsertOutcome::Inserted), "{out:?}");
+    // A re-delivery and a forged different envelope for a known sequence number.
+    let again = s
+        .insert_readings(&[
+            batch[1].clone(),
+            reading("scale-1", 3, "999.99", 1, T0),
+            reading("scale-1", 6, "600.00", 1, T0 + Duration::seconds(6)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        [
+            InsertOutcome::Duplicate,
+            InsertOutcome::Conflict,
+            InsertOutcome::Inserted
+        ]
+    );
+    let r3 = s.reading("scale-1", 3).await.unwrap().unwrap();
+    assert_eq!(r3.reading, batch[2].reading, "the first envelope stands");
+    assert_eq!(s.reading("scale-1", 99).await.unwrap(), None);
+    let newest: Vec<u64> = s
+        .list_readings("scale-1", false, 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.reading.seq)
+        .collect();
+    assert_eq!(newest, [6, 5, 4]);
+
+    // Arm a step of a real batch, bind reading 4 to it: events, binding and disarm together.
+    let flow = published_flow(&*s).await;
+    let b = new_batch(&*s, &flow, Priority::Normal, T0).await;
+    let arm = Arm {
+        device_id: "scale-1".into(),
+        batch_id: b.state.batch_id,
+        step_id: "receiving-weigh".into(),
+        station_id: "receiving".into(),
+        armed_by: "op".into(),
+        request_id: "req-1".into(),
+        armed_at: T0,
+    };
+    s.arm(&arm, &[]).await.unwrap();
+    assert_eq!(
+        s.arm_for_device("scale-1").await.unwrap(),
+        Some(arm.clone())
+    );
+    assert_eq!(
+        s.arms_for_batch(b.state.batch_id).await.unwrap(),
+        std::slice::from_ref(&arm)
+    );
+    assert_eq!(s.list_arms().await.unwrap().len(), 1);
+    let (events, next) = decide(&b, &flow, BatchCommand::Start, T0 + Duration::seconds(10));
+    let binding = ReadingBinding {
+        batch_id: b.state.batch_id,
+        step_id: "receiving-weigh".into(),
+        event_seq: events.last().unwrap().seq,
+        kind: BindingKind::Armed,
+        by: "op".into(),
+        at: T0 + Duration::seconds(10),
+    };
+    // A stale batch version refuses and changes nothing.
+    assert!(matches!(
+        s.bind_reading(
+            "scale-1",
+            4,
+            &binding,
+            &next,
+            b.state.version + 7,
+            &events,
+            &[]
+        )
+        .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.reading("scale-1", 4).await.unwrap().unwrap().binding,
+        None
+    );
+    assert!(s.arm_for_device("scale-1").await.unwrap().is_some());
+    s.bind_reading("scale-1", 4, &binding, &next, b.state.version, &events, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.reading("scale-1", 4).await.unwrap().unwrap().binding,
+        Some(binding.clone())
+    );
+    assert_eq!(s.arm_for_device("scale-1").await.unwrap(), None);
+    assert_eq!(
+        s.batch(b.state.batch_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .version,
+        next.state.version
+    );
+    // Bound once: a second binding of the same reading is refused.
+    let (events2, next2) = decide(
+        &next,
+        &flow,
+        BatchCommand::Block {
+            reason: "test".into(),
+        },
+        T0 + Duration::seconds(11),
+    );
+    assert!(matches!(
+        s.bind_reading(
+            "scale-1",
+            4,
+            &binding,
+            &next2,
+            next.state.version,
+            &events2,
+            &[]
+        )
+        .await,
+        Err(StoreError::Conflict)
+    ));
+    let unbound: Vec<u64> = s
+        .list_readings("scale-1", true, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.reading.seq)
+        .collect();
+    assert_eq!(unbound, [6, 5, 3, 2, 1]);
+    s.arm(&arm, &[]).await.unwrap();
+    s.disarm("scale-1", uuid::Uuid::new_v4()).await.unwrap();
+    assert!(
+        s.arm_for_device("scale-1").await.unwrap().is_some(),
+        "another batch's disarm"
+    );
+    s.disarm("scale-1", b.state.batch_id).await.unwrap();
+    assert_eq!(s.arm_for_device("scale-1").await.unwrap(), None);
+
+    let counts = s.device_counts().await.unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(
+        (counts[0].readings, counts[0].unbound, counts[0].last_seq),
+        (6, 5, Some(6))
+    );
+    assert_eq!(counts[0].last_reading_at, Some(T0 + Duration::seconds(6)));
+}
+
+async fn rejections_quarantine_calibrations_and_presence(s: Arc<dyn Store>) {
+    use fleet::*;
+    use metcon_cloud::store::devices::*;
+    s.create_device(&device("scale-1", "receiving"), &[])
+        .await
+        .unwrap();
+    let rej = |at: OffsetDateTime, reason: &str, seq: Option<u64>, q: Option<Vec<u8>>| Rejection {
+        at,
+        device_id: Some("scale-1".into()),
+        topic: "metcon/v1/dev/scale-1/reading".into(),
+        reason: reason.into(),
+        detail: "details".into(),
+        size: 120,
+        payload_sha256: "cd".repeat(32),
+        seq,
+        quarantined: q,
+    };
+    s.record_rejections(
+        &[
+            rej(T0, "bad_signature", Some(7), Some(vec![1, 2, 3])),
+            rej(
+                T0 + Duration::minutes(1),
+                "bad_signature",
+                Some(3),
+                Some(vec![4]),
+            ),
+            rej(T0 + Duration::minutes(2), "replay", Some(2), None),
+            Rejection {
+                device_id: None,
+                topic: "junk".into(),
+                ..rej(T0 + Duration::days(2), "bad_topic", None, None)
+            },
+        ],
+        &[audit("ingest.reject", "device:scale-1")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.take_quarantined("scale-1", 5).await.unwrap(),
+        [vec![1, 2, 3]],
+        "only from the rotation's sequence on"
+    );
+    assert!(
+        s.take_quarantined("scale-1", 5).await.unwrap().is_empty(),
+        "released once"
+    );
+    let counts = s
+        .rejection_counts(Some(T0), Some(T0 + Duration::days(1)))
+        .await
+        .unwrap();
+    let counts: Vec<(Option<String>, String, u64)> = counts
+        .into_iter()
+        .map(|c| (c.device_id, c.reason, c.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            (Some("scale-1".into()), "bad_signature".into(), 2),
+            (Some("scale-1".into()), "replay".into(), 1)
+        ]
+    );
+    assert_eq!(s.rejection_counts(None, None).await.unwrap().len(), 3);
+
+    // Calibrations are kept oldest first; an id is unique.
+    let c2 = calibration("cal-2", "scale-1", T0 + Duration::days(1));
+    s.add_calibration(&c2, &[]).await.unwrap();
+    let c1 = calibration("cal-1", "scale-1", T0);
+    s.add_calibration(&c1, &[audit("calibration.record", "device:scale-1")])
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.add_calibration(&c1, &[]).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(s.calibrations("scale-1").await.unwrap(), [c1, c2]);
+
+    // Presence: the latest status is kept; only transitions become changes.
+    for (i, online) in [true, true, false, true].into_iter().enumerate() {
+        s.record_presence(&Presence {
+            device_id: "scale-1".into(),
+            status: status(online),
+            received_at: T0 + Duration::minutes(10 * i as i64),
+        })
+        .await
+        .unwrap();
+    }
+    let p = s.presences().await.unwrap();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].received_at, T0 + Duration::minutes(30));
+    let changes: Vec<(bool, OffsetDateTime)> = s
+        .presence_changes(None, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.online, c.at))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (true, T0),
+            (false, T0 + Duration::minutes(20)),
+            (true, T0 + Duration::minutes(30))
+        ]
+    );
+    let windowed = s
+        .presence_changes(
+            Some(T0 + Duration::minutes(15)),
+            Some(T0 + Duration::minutes(25)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(windowed.len(), 1);
+}
+
+/// Export → import into a fresh SQLite store → export again: every device record survives
+/// byte for byte, whichever backend wrote the first file.
+async fn device_fleet_survives_export_and_import(s: Arc<dyn Store>) {
+    use fleet::*;
+    use metcon_cloud::store::devices::*;
+    use metcon_cloud::store::snapshot::SnapshotStore;
+    s.create_device(&device("scale-1", "receiving"), &[])
+        .await
+        .unwrap();
+    s.create_device(&device("scale-2", "assay"), &[])
+        .await
+        .unwrap();
+    s.create_enrollment_code(
+        &EnrollmentCode {
+            code_hash: "h1".into(),
+            device_id: "scale-1".into(),
+            created_by: "admin".into(),
+            created_at: T0,
+            expires_at: T0 + Duration::hours(1),
+        },
+        &[],
+    )
+    .await
+    .unwrap();
+    s.consume_enrollment_code("h1", &enrollment(1, T0), &[audit("device.enroll", "")])
+        .await
+        .unwrap()
+        .unwrap();
+    s.create_enrollment_code(
+        &EnrollmentCode {
+            code_hash: "h2".into(),
+            device_id: "scale-2".into(),
+            created_by: "admin".into(),
+            created_at: T0,
+            expires_at: T0 + Duration::hours(1),
+        },
+        &[],
+    )
+    .await
+    .unwrap();
+    s.add_device_key(
+        &DeviceKeyRecord {
+            device_id: "scale-1".into(),
+            public_key: public(2),
+            from_seq: 3,
+            registered_at: T0,
+        },
+        &[],
+    )
+    .await
+    .unwrap();
+    let readings: Vec<NewReading> = (1..=4)
+        .map(|n| {
+            reading(
+                "scale-1",
+                n,
+                "148.30",
+                if n < 3 { 1 } else { 2 },
+                T0 + Duration::seconds(n as i64),
+            )
+        })
+        .collect();
+    s.insert_readings(&readings).await.unwrap();
+    let flow = published_flow(&*s).await;
+    let b = new_batch(&*s, &flow, Priority::High, T0).await;
+    let (events, next) = decide(&b, &flow, BatchCommand::Start, T0 + Duration::seconds(5));
+    let binding = ReadingBinding {
+        batch_id: b.state.batch_id,
+        step_id: "receiving-weigh".into(),
+        event_seq: 2,
+        kind: BindingKind::Attached,
+        by: "op".into(),
+        at: T0 + Duration::seconds(5),
+    };
+    s.bind_reading("scale-1", 2, &binding, &next, b.state.version, &events, &[])
+        .await
+        .unwrap();
+    s.arm(
+        &Arm {
+            device_id: "scale-1".into(),
+            batch_id: b.state.batch_id,
+            step_id: "receiving-weigh".into(),
+            station_id: "receiving".into(),
+            armed_by: "op".into(),
+            request_id: "req-9".into(),
+            armed_at: T0,
+        },
+        &[],
+    )
+    .await
+    .unwrap();
+    s.add_calibration(&calibration("cal-1", "scale-1", T0), &[])
+        .await
+        .unwrap();
+    for (i, online) in [true, false].into_iter().enumerate() {
+        s.record_presence(&Presence {
+            device_id: "scale-1".into(),
+            status: status(online),
+            received_at: T0 + Duration::minutes(i as i64),
+        })
+        .await
+        .unwrap();
+    }
+    s.record_rejections(
+        &[Rejection {
+            at: T0,
+            device_id: Some("scale-1".into()),
+            topic: "metcon/v1/dev/scale-1/reading".into(),
+            reason: "bad_signature".into(),
+            detail: "signature does not verify".into(),
+            size: 3,
+            payload_sha256: "ef".repeat(32),
+            seq: Some(9),
+            quarantined: Some(vec![9, 9, 9]),
+        }],
+        &[audit("ingest.reject", "device:scale-1")],
+    )
+    .await
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let bar = indicatif::ProgressBar::hidden();
+    let first = dir.path().join("first.jsonl");
+    let counts = metcon_cloud::transfer::export(&*s, &first, &bar)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            counts.devices,
+            counts.device_keys,
+            counts.enrollment_codes,
+            counts.readings,
+            counts.rejections,
+            counts.calibrations,
+            counts.arms,
+            counts.presences,
+            counts.presence_changes
+        ),
+        (2, 2, 2, 4, 1, 1, 1, 1, 2)
+    );
+    let target = SqliteStore::open(&dir.path().join("copy.db")).unwrap();
+    let loaded = metcon_cloud::transfer::import(&target, &first, &bar)
+        .await
+        .unwrap();
+    assert_eq!(loaded, counts);
+    let second = dir.path().join("second.jsonl");
+    metcon_cloud::transfer::export(&target, &second, &bar)
+        .await
+        .unwrap();
+    let (a, b2) = (
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap(),
+    );
+    assert!(a == b2, "the copy exports different bytes");
+
+    // The copy behaves like the original: evidence, binding, quarantine, stats.
+    let r = target.reading("scale-1", 2).await.unwrap().unwrap();
+    assert_eq!(r.binding, Some(binding));
+    assert_eq!(
+        r.envelope_sha256,
+        s.reading("scale-1", 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .envelope_sha256
+    );
+    assert_eq!(
+        target.take_quarantined("scale-1", 0).await.unwrap(),
+        [vec![9, 9, 9]]
+    );
+    assert_eq!(
+        target.device_counts().await.unwrap(),
+        s.device_counts().await.unwrap()
+    );
+    assert_eq!(
+        target
+            .insert_readings(&[readings[0].clone()])
+            .await
+            .unwrap(),
+        [InsertOutcome::Duplicate],
+        "replays are still recognised after a move"
+    );
+    assert_eq!(
+        target
+            .consume_enrollment_code("h2", &enrollment(5, T0), &[audit("device.enroll", "")])
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        DeviceState::Active,
+        "a pending code still works once after a move"
+    );
+    assert_eq!(target.snapshot_counts().await.unwrap().device_keys, 3);
 }

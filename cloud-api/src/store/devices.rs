@@ -229,7 +229,7 @@ pub struct RejectionCount {
 }
 
 /// An online/offline transition, for offline-time reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceChange {
     pub device_id: String,
     pub online: bool,

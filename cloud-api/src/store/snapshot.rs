@@ -13,6 +13,12 @@ use metcon_shared::flow::Flow;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use metcon_shared::calibration::CalibrationRecord;
+use metcon_shared::reading::Reading;
+
+use super::devices::{
+    Arm, Device, DeviceKeyRecord, Presence, PresenceChange, ReadingBinding, Rejection,
+};
 use super::{AuditHead, AuditRecord, StoreResult, User};
 
 /// A session and its refresh tokens (hashes only), ordered by token hash.
@@ -98,11 +104,113 @@ pub struct SnapshotCounts {
     pub batch_counters: u64,
     pub setup_tokens: u64,
     pub audit_records: u64,
+    // The device fleet (absent from version 1 files, which had none).
+    #[serde(default)]
+    pub devices: u64,
+    #[serde(default)]
+    pub device_keys: u64,
+    #[serde(default)]
+    pub enrollment_codes: u64,
+    #[serde(default)]
+    pub calibrations: u64,
+    #[serde(default)]
+    pub arms: u64,
+    #[serde(default)]
+    pub presences: u64,
+    #[serde(default)]
+    pub presence_changes: u64,
+    #[serde(default)]
+    pub readings: u64,
+    #[serde(default)]
+    pub rejections: u64,
 }
 
 impl SnapshotCounts {
     pub fn is_empty(&self) -> bool {
         *self == SnapshotCounts::default()
+    }
+}
+
+/// An enrollment code as stored (its hash, never the code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentCodeDump {
+    pub code_hash: String,
+    pub device_id: String,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// A device with everything that hangs off it but its readings and rejections: keys (oldest
+/// first), enrollment codes (by hash), calibrations (oldest first), its last status and its
+/// online/offline history (oldest first), and the step armed for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceDump {
+    pub device: Device,
+    pub keys: Vec<DeviceKeyRecord>,
+    pub enrollment_codes: Vec<EnrollmentCodeDump>,
+    pub calibrations: Vec<CalibrationRecord>,
+    pub presence: Option<Presence>,
+    pub presence_changes: Vec<PresenceChange>,
+    pub arm: Option<Arm>,
+}
+
+/// A reading with its evidence: the COSE_Sign1 bytes exactly as received (base64).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingDump {
+    pub reading: Reading,
+    #[serde(with = "b64")]
+    pub envelope: Vec<u8>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    pub binding: Option<ReadingBinding>,
+}
+
+/// A rejected message, with its quarantined envelope (base64) while it is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectionDump {
+    pub rejection: Rejection,
+    #[serde(with = "b64::option")]
+    pub quarantined: Option<Vec<u8>>,
+}
+
+mod b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+            match bytes {
+                Some(b) => s.serialize_some(&STANDARD.encode(b)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|t| STANDARD.decode(t).map_err(serde::de::Error::custom))
+                .transpose()
+        }
     }
 }
 
@@ -132,4 +240,26 @@ pub trait SnapshotStore: Send + Sync {
     async fn load_audit_head(&self, head: &AuditHead) -> StoreResult<()>;
     async fn load_counters(&self, counters: &[CounterDump]) -> StoreResult<()>;
     async fn load_setup_token(&self, token: &SetupTokenDump) -> StoreResult<()>;
+
+    /// Every enrollment code, ordered by (device, hash).
+    async fn dump_enrollment_codes(&self) -> StoreResult<Vec<EnrollmentCodeDump>>;
+    /// Readings after `after` in (device, sequence) order, at most `limit`.
+    async fn dump_readings(
+        &self,
+        after: Option<(&str, u64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReadingDump>>;
+    /// Rejections in the order they were stored, after the opaque `after` cursor (from an
+    /// earlier page), at most `limit`; each with the cursor of its position.
+    async fn dump_rejections(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, RejectionDump)>>;
+    /// A device and everything in its dump, in one transaction, as it was.
+    async fn load_device(&self, dump: &DeviceDump) -> StoreResult<()>;
+    /// Readings as they were (bindings included); per-device reading statistics follow.
+    async fn load_readings(&self, readings: &[ReadingDump]) -> StoreResult<()>;
+    /// Rejections in order.
+    async fn load_rejections(&self, rejections: &[RejectionDump]) -> StoreResult<()>;
 }

@@ -841,3 +841,265 @@ impl DeviceStore for SqliteStore {
         .await
     }
 }
+
+// --- whole-store dumps and loads (`SnapshotStore`, see `sqlite_snapshot`) ------------------
+
+use super::snapshot::{DeviceDump, EnrollmentCodeDump, ReadingDump, RejectionDump};
+
+pub(super) fn dump_enrollment_codes(
+    c: &rusqlite::Connection,
+) -> StoreResult<Vec<EnrollmentCodeDump>> {
+    let mut st = c
+        .prepare(
+            "SELECT code_hash, device_id, created_by, created_at, expires_at, used_at
+             FROM enrollment_codes ORDER BY device_id, code_hash",
+        )
+        .map_err(backend)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    rows.into_iter()
+        .map(
+            |(code_hash, device_id, created_by, created, expires, used)| {
+                Ok(EnrollmentCodeDump {
+                    code_hash,
+                    device_id,
+                    created_by,
+                    created_at: parse_ts(&created)?,
+                    expires_at: parse_ts(&expires)?,
+                    used_at: used.as_deref().map(parse_ts).transpose()?,
+                })
+            },
+        )
+        .collect()
+}
+
+pub(super) fn dump_readings(
+    c: &rusqlite::Connection,
+    after: Option<(String, u64)>,
+    limit: u32,
+) -> StoreResult<Vec<ReadingDump>> {
+    let (device, seq) = match after {
+        Some((d, s)) => (d, s as i64),
+        None => (String::new(), -1),
+    };
+    let mut st = c
+        .prepare_cached(
+            "SELECT doc, envelope, received_at, binding FROM readings
+             WHERE (device_id, seq) > (?1, ?2) ORDER BY device_id, seq LIMIT ?3",
+        )
+        .map_err(backend)?;
+    let rows = st
+        .query_map(params![device, seq, limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    rows.into_iter()
+        .map(|(doc, envelope, at, binding)| {
+            Ok(ReadingDump {
+                reading: from_json(&doc)?,
+                envelope,
+                received_at: parse_ts(&at)?,
+                binding: binding.map(|b| from_json(&b)).transpose()?,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn dump_rejections(
+    c: &rusqlite::Connection,
+    after: Option<String>,
+    limit: u32,
+) -> StoreResult<Vec<(String, RejectionDump)>> {
+    let after: i64 = match after {
+        Some(a) => a
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("bad rejection cursor {a:?}")))?,
+        None => 0,
+    };
+    let mut st = c
+        .prepare_cached(
+            "SELECT id, at, device_id, topic, reason, detail, size, payload_sha256, seq, quarantined
+             FROM ingest_rejections WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )
+        .map_err(backend)?;
+    let rows = st
+        .query_map(params![after, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<Vec<u8>>>(9)?,
+            ))
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    rows.into_iter()
+        .map(
+            |(id, at, device_id, topic, reason, detail, size, payload_sha256, seq, quarantined)| {
+                Ok((
+                    id.to_string(),
+                    RejectionDump {
+                        rejection: Rejection {
+                            at: parse_ts(&at)?,
+                            device_id,
+                            topic,
+                            reason,
+                            detail,
+                            size: size as u64,
+                            payload_sha256,
+                            seq: seq.map(|s| s as u64),
+                            quarantined: None,
+                        },
+                        quarantined,
+                    },
+                ))
+            },
+        )
+        .collect()
+}
+
+pub(super) fn load_device(tx: &Transaction<'_>, d: &DeviceDump) -> StoreResult<()> {
+    upsert_device_tx(tx, &d.device, true)?;
+    for k in &d.keys {
+        tx.execute(
+            "INSERT INTO device_keys (device_id, from_seq, public_key, registered_at) VALUES (?1, ?2, ?3, ?4)",
+            params![k.device_id, k.from_seq as i64, k.public_key.to_string(), ts(k.registered_at)],
+        )
+        .map_err(map_sql)?;
+    }
+    for c in &d.enrollment_codes {
+        tx.execute(
+            "INSERT INTO enrollment_codes (code_hash, device_id, created_by, created_at, expires_at, used_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                c.code_hash,
+                c.device_id,
+                c.created_by,
+                ts(c.created_at),
+                ts(c.expires_at),
+                c.used_at.map(ts)
+            ],
+        )
+        .map_err(map_sql)?;
+    }
+    for r in &d.calibrations {
+        tx.execute(
+            "INSERT INTO calibrations (id, device_id, performed_at, doc) VALUES (?1, ?2, ?3, ?4)",
+            params![r.id, r.device_id, ts(r.performed_at), json(r)?],
+        )
+        .map_err(map_sql)?;
+    }
+    if let Some(p) = &d.presence {
+        let online = p.status.presence == metcon_shared::topic::Presence::Online;
+        tx.execute(
+            "INSERT INTO device_presence (device_id, online, received_at, doc) VALUES (?1, ?2, ?3, ?4)",
+            params![p.device_id, online, ts(p.received_at), json(&p.status)?],
+        )
+        .map_err(map_sql)?;
+    }
+    for p in &d.presence_changes {
+        tx.execute(
+            "INSERT INTO presence_changes (device_id, online, at) VALUES (?1, ?2, ?3)",
+            params![p.device_id, p.online, ts(p.at)],
+        )
+        .map_err(map_sql)?;
+    }
+    if let Some(a) = &d.arm {
+        tx.execute(
+            "INSERT INTO arms (device_id, batch_id, doc) VALUES (?1, ?2, ?3)",
+            params![a.device_id, a.batch_id.to_string(), json(a)?],
+        )
+        .map_err(map_sql)?;
+    }
+    Ok(())
+}
+
+pub(super) fn load_readings(tx: &Transaction<'_>, readings: &[ReadingDump]) -> StoreResult<()> {
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO readings (device_id, seq, received_at, envelope_sha256, envelope, doc, stable, bound_batch, binding)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(backend)?;
+    let mut stats = tx
+        .prepare_cached(
+            "INSERT INTO reading_stats (device_id, readings, last_seq, last_at) VALUES (?1, 1, ?2, ?3)
+             ON CONFLICT (device_id) DO UPDATE SET readings = readings + 1,
+               last_seq = MAX(last_seq, excluded.last_seq), last_at = MAX(last_at, excluded.last_at)",
+        )
+        .map_err(backend)?;
+    for d in readings {
+        let r = &d.reading;
+        insert
+            .execute(params![
+                r.device.as_str(),
+                r.seq as i64,
+                ts(d.received_at),
+                hex::encode(Sha256::digest(&d.envelope)),
+                d.envelope,
+                json(r)?,
+                is_stable(r),
+                d.binding.as_ref().map(|b| b.batch_id.to_string()),
+                d.binding.as_ref().map(json).transpose()?
+            ])
+            .map_err(map_sql)?;
+        stats
+            .execute(params![r.device.as_str(), r.seq as i64, ts(d.received_at)])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+pub(super) fn load_rejections(
+    tx: &Transaction<'_>,
+    rejections: &[RejectionDump],
+) -> StoreResult<()> {
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO ingest_rejections (at, device_id, topic, reason, detail, size, payload_sha256, seq, quarantined)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(backend)?;
+    for d in rejections {
+        let r = &d.rejection;
+        st.execute(params![
+            ts(r.at),
+            r.device_id,
+            r.topic,
+            r.reason,
+            r.detail,
+            r.size as i64,
+            r.payload_sha256,
+            r.seq.map(|s| s as i64),
+            d.quarantined
+        ])
+        .map_err(backend)?;
+    }
+    Ok(())
+}

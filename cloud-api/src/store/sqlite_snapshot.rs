@@ -8,6 +8,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::snapshot::*;
 use super::sqlite::{backend, parse_ts, ts, SqliteStore};
+use super::sqlite_devices as devices;
 use super::{AuditHead, AuditRecord, StoreError, StoreResult, User};
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -34,6 +35,15 @@ impl SnapshotStore for SqliteStore {
                 batch_counters: count(c, "SELECT COUNT(*) FROM batch_counters")?,
                 setup_tokens: count(c, "SELECT COUNT(*) FROM setup_tokens")?,
                 audit_records: count(c, "SELECT COUNT(*) FROM audit")?,
+                devices: count(c, "SELECT COUNT(*) FROM devices")?,
+                device_keys: count(c, "SELECT COUNT(*) FROM device_keys")?,
+                enrollment_codes: count(c, "SELECT COUNT(*) FROM enrollment_codes")?,
+                calibrations: count(c, "SELECT COUNT(*) FROM calibrations")?,
+                arms: count(c, "SELECT COUNT(*) FROM arms")?,
+                presences: count(c, "SELECT COUNT(*) FROM device_presence")?,
+                presence_changes: count(c, "SELECT COUNT(*) FROM presence_changes")?,
+                readings: count(c, "SELECT COUNT(*) FROM readings")?,
+                rejections: count(c, "SELECT COUNT(*) FROM ingest_rejections")?,
             })
         })
         .await
@@ -333,5 +343,46 @@ impl SnapshotStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn dump_enrollment_codes(&self) -> StoreResult<Vec<EnrollmentCodeDump>> {
+        self.read(devices::dump_enrollment_codes).await
+    }
+
+    async fn dump_readings(
+        &self,
+        after: Option<(&str, u64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReadingDump>> {
+        let after = after.map(|(d, s)| (d.to_string(), s));
+        self.read(move |c| devices::dump_readings(c, after, limit))
+            .await
+    }
+
+    async fn dump_rejections(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, RejectionDump)>> {
+        let after = after.map(str::to_string);
+        self.read(move |c| devices::dump_rejections(c, after, limit))
+            .await
+    }
+
+    async fn load_device(&self, dump: &DeviceDump) -> StoreResult<()> {
+        let dump = dump.clone();
+        self.write(move |tx| devices::load_device(tx, &dump)).await
+    }
+
+    async fn load_readings(&self, readings: &[ReadingDump]) -> StoreResult<()> {
+        let readings = readings.to_vec();
+        self.write(move |tx| devices::load_readings(tx, &readings))
+            .await
+    }
+
+    async fn load_rejections(&self, rejections: &[RejectionDump]) -> StoreResult<()> {
+        let rejections = rejections.to_vec();
+        self.write(move |tx| devices::load_rejections(tx, &rejections))
+            .await
     }
 }

@@ -744,3 +744,306 @@ impl DeviceStore for MongoStore {
         .collect()
     }
 }
+
+// --- whole-store dumps and loads (`SnapshotStore`, see `snapshot`) -------------------------
+
+use crate::store::snapshot::{DeviceDump, EnrollmentCodeDump, ReadingDump, RejectionDump};
+use mongodb::bson::oid::ObjectId;
+
+impl MongoStore {
+    pub(super) async fn dump_enrollment_codes_all(&self) -> StoreResult<Vec<EnrollmentCodeDump>> {
+        self.all_docs(
+            &self.c.enrollment_codes,
+            doc! {},
+            doc! { "device_id": 1, "_id": 1 },
+        )
+        .await?
+        .iter()
+        .map(|d| {
+            Ok(EnrollmentCodeDump {
+                code_hash: get_str(d, "_id")?.to_string(),
+                device_id: get_str(d, "device_id")?.to_string(),
+                created_by: get_str(d, "created_by")?.to_string(),
+                created_at: get_time(d, "created_at")?,
+                expires_at: get_time(d, "expires_at")?,
+                used_at: get_opt_time(d, "used_at")?,
+            })
+        })
+        .collect()
+    }
+
+    pub(super) async fn dump_readings_page(
+        &self,
+        after: Option<(&str, u64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReadingDump>> {
+        let filter = match after {
+            Some((device, seq)) => doc! { "$or": [
+                { "device_id": { "$gt": device } },
+                { "device_id": device, "sequence": { "$gt": seq as i64 } },
+            ] },
+            None => doc! {},
+        };
+        let docs: Vec<Document> = self
+            .c
+            .readings
+            .find(filter)
+            .sort(doc! { "device_id": 1, "sequence": 1 })
+            .limit(limit as i64)
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.iter()
+            .map(|d| {
+                let stored = reading_from(d)?;
+                Ok(ReadingDump {
+                    reading: stored.reading,
+                    envelope: get_bin(d, "envelope")?,
+                    received_at: stored.received_at,
+                    binding: stored.binding,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn dump_rejections_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, RejectionDump)>> {
+        let filter = match after {
+            Some(a) => {
+                let id = ObjectId::parse_str(a)
+                    .map_err(|_| corrupt(format!("bad rejection cursor {a:?}")))?;
+                doc! { "_id": { "$gt": id } }
+            }
+            None => doc! {},
+        };
+        let docs: Vec<Document> = self
+            .c
+            .ingest_rejections
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(limit as i64)
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.iter()
+            .map(|d| {
+                let id = d
+                    .get_object_id("_id")
+                    .map_err(|_| corrupt("a rejection without an object id"))?;
+                let seq = match d.get("seq") {
+                    None | Some(Bson::Null) => None,
+                    Some(_) => Some(get_int(d, "seq")? as u64),
+                };
+                let quarantined = match d.get("quarantined") {
+                    None | Some(Bson::Null) => None,
+                    Some(_) => Some(get_bin(d, "quarantined")?),
+                };
+                Ok((
+                    id.to_hex(),
+                    RejectionDump {
+                        rejection: Rejection {
+                            at: get_time(d, "at")?,
+                            device_id: get_opt_str(d, "device_id")?,
+                            topic: get_str(d, "topic")?.to_string(),
+                            reason: get_str(d, "reason")?.to_string(),
+                            detail: get_str(d, "detail")?.to_string(),
+                            size: get_int(d, "size")? as u64,
+                            payload_sha256: get_str(d, "payload_sha256")?.to_string(),
+                            seq,
+                            quarantined: None,
+                        },
+                        quarantined,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    pub(super) async fn load_device_dump(&self, d: &DeviceDump) -> StoreResult<()> {
+        let device = device_doc(&d.device)?;
+        let keys: Vec<Document> = d
+            .keys
+            .iter()
+            .map(|k| {
+                doc! {
+                    "_id": format!("{}:{:020}", k.device_id, k.from_seq),
+                    "device_id": &k.device_id,
+                    "from_seq": k.from_seq as i64,
+                    "public_key": k.public_key.to_string(),
+                    "registered_at": ts(k.registered_at),
+                }
+            })
+            .collect();
+        let codes: Vec<Document> = d
+            .enrollment_codes
+            .iter()
+            .map(|c| {
+                doc! {
+                    "_id": &c.code_hash,
+                    "device_id": &c.device_id,
+                    "created_by": &c.created_by,
+                    "created_at": ts(c.created_at),
+                    "expires_at": ts(c.expires_at),
+                    "used_at": c.used_at.map(ts).map(Bson::String).unwrap_or(Bson::Null),
+                }
+            })
+            .collect();
+        let calibrations = d
+            .calibrations
+            .iter()
+            .map(|r| {
+                Ok(doc! {
+                    "_id": &r.id,
+                    "device_id": &r.device_id,
+                    "performed_at": ts(r.performed_at),
+                    "doc": to_bson(r)?,
+                })
+            })
+            .collect::<StoreResult<Vec<Document>>>()?;
+        let presence = d
+            .presence
+            .as_ref()
+            .map(|p| {
+                Ok::<_, StoreError>(doc! {
+                    "_id": &p.device_id,
+                    "online": p.status.presence == Online::Online,
+                    "received_at": ts(p.received_at),
+                    "doc": to_bson(&p.status)?,
+                })
+            })
+            .transpose()?;
+        let changes: Vec<Document> = d
+            .presence_changes
+            .iter()
+            .map(|p| doc! { "device_id": &p.device_id, "online": p.online, "at": ts(p.at) })
+            .collect();
+        let arm = d
+            .arm
+            .as_ref()
+            .map(|a| {
+                Ok::<_, StoreError>(
+                    doc! { "_id": &a.device_id, "batch_id": a.batch_id.to_string(), "doc": to_bson(a)? },
+                )
+            })
+            .transpose()?;
+        let id = d.device.id.to_string();
+        transaction!(self, |s| {
+            self.c
+                .devices
+                .insert_one(device.clone())
+                .session(&mut s)
+                .await
+                .map_err(dup(|| format!("device {id}")))?;
+            for (coll, docs) in [
+                (&self.c.device_keys, &keys),
+                (&self.c.enrollment_codes, &codes),
+                (&self.c.calibrations, &calibrations),
+                (&self.c.presence_changes, &changes),
+            ] {
+                if !docs.is_empty() {
+                    coll.insert_many(docs.clone())
+                        .session(&mut s)
+                        .await
+                        .map_err(dup(|| format!("a record of device {id}")))?;
+                }
+            }
+            if let Some(p) = &presence {
+                self.c
+                    .device_presence
+                    .insert_one(p.clone())
+                    .session(&mut s)
+                    .await?;
+            }
+            if let Some(a) = &arm {
+                self.c.arms.insert_one(a.clone()).session(&mut s).await?;
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) async fn load_reading_dumps(&self, readings: &[ReadingDump]) -> StoreResult<()> {
+        if readings.is_empty() {
+            return Ok(());
+        }
+        let mut docs = Vec::with_capacity(readings.len());
+        let mut stats: BTreeMap<&str, (i64, u64, String)> = BTreeMap::new();
+        for d in readings {
+            let r = &d.reading;
+            docs.push(doc! {
+                "device_id": r.device.as_str(),
+                "sequence": r.seq as i64,
+                "received_at": ts(d.received_at),
+                "envelope_sha256": hex::encode(Sha256::digest(&d.envelope)),
+                "envelope": bin(&d.envelope),
+                "doc": to_bson(r)?,
+                "stable": matches!(r.measurement, Measurement::Weight { stable: true, .. }),
+                "bound_batch": d.binding.as_ref().map(|b| Bson::String(b.batch_id.to_string())).unwrap_or(Bson::Null),
+                "binding": d.binding.as_ref().map(to_bson).transpose()?.unwrap_or(Bson::Null),
+            });
+            let e = stats
+                .entry(r.device.as_str())
+                .or_insert((0, 0, String::new()));
+            e.0 += 1;
+            e.1 = e.1.max(r.seq);
+            e.2 = e.2.clone().max(ts(d.received_at));
+        }
+        self.c
+            .readings
+            .insert_many(docs)
+            .await
+            .map_err(map_write(|| "reading".to_string()))?;
+        for (device, (n, last_seq, last_at)) in stats {
+            self.c
+                .reading_stats
+                .update_one(
+                    doc! { "_id": device },
+                    doc! { "$inc": { "readings": n }, "$max": { "last_seq": last_seq as i64, "last_at": last_at } },
+                )
+                .upsert(true)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn load_rejection_dumps(
+        &self,
+        rejections: &[RejectionDump],
+    ) -> StoreResult<()> {
+        if rejections.is_empty() {
+            return Ok(());
+        }
+        // Fresh object ids in file order keep the dump order of the source.
+        let docs: Vec<Document> = rejections
+            .iter()
+            .map(|d| {
+                let r = &d.rejection;
+                doc! {
+                    "_id": ObjectId::new(),
+                    "at": ts(r.at),
+                    "device_id": opt_str(r.device_id.as_deref()),
+                    "topic": &r.topic,
+                    "reason": &r.reason,
+                    "detail": &r.detail,
+                    "size": r.size as i64,
+                    "payload_sha256": &r.payload_sha256,
+                    "seq": r.seq.map(|s| Bson::Int64(s as i64)).unwrap_or(Bson::Null),
+                    "quarantined": d.quarantined.as_deref().map(bin).unwrap_or(Bson::Null),
+                }
+            })
+            .collect();
+        self.c
+            .ingest_rejections
+            .insert_many(docs)
+            .await
+            .map_err(map_write(|| "rejection".to_string()))?;
+        Ok(())
+    }
+}

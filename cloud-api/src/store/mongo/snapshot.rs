@@ -82,6 +82,15 @@ impl SnapshotStore for MongoStore {
             batch_counters: n(&c.batch_counters).await?,
             setup_tokens: n(&c.setup_tokens).await?,
             audit_records: n(&c.audit).await?,
+            devices: n(&c.devices).await?,
+            device_keys: n(&c.device_keys).await?,
+            enrollment_codes: n(&c.enrollment_codes).await?,
+            calibrations: n(&c.calibrations).await?,
+            arms: n(&c.arms).await?,
+            presences: n(&c.device_presence).await?,
+            presence_changes: n(&c.presence_changes).await?,
+            readings: n(&c.readings).await?,
+            rejections: n(&c.ingest_rejections).await?,
         })
     }
 
@@ -258,5 +267,37 @@ impl SnapshotStore for MongoStore {
             .await
             .map_err(map_write(|| "setup token".into()))?;
         Ok(())
+    }
+
+    async fn dump_enrollment_codes(&self) -> StoreResult<Vec<EnrollmentCodeDump>> {
+        self.dump_enrollment_codes_all().await
+    }
+
+    async fn dump_readings(
+        &self,
+        after: Option<(&str, u64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReadingDump>> {
+        self.dump_readings_page(after, limit).await
+    }
+
+    async fn dump_rejections(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, RejectionDump)>> {
+        self.dump_rejections_page(after, limit).await
+    }
+
+    async fn load_device(&self, dump: &DeviceDump) -> StoreResult<()> {
+        self.load_device_dump(dump).await
+    }
+
+    async fn load_readings(&self, readings: &[ReadingDump]) -> StoreResult<()> {
+        self.load_reading_dumps(readings).await
+    }
+
+    async fn load_rejections(&self, rejections: &[RejectionDump]) -> StoreResult<()> {
+        self.load_rejection_dumps(rejections).await
     }
 }
