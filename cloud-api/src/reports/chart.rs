@@ -48,6 +48,13 @@ fn spec(
             "Mass change into each station",
             "g",
         ),
+        ReportName::DeviceHealth => (
+            "by_reason",
+            "reason",
+            "count",
+            "Rejected messages by reason",
+            "messages",
+        ),
         ReportName::WeightList => (
             "by_pipeline",
             "pipeline",

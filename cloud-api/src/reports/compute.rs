@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use super::rows::{self, grams, percent, seconds};
 use super::{ReportFilter, ReportName, ReportStore, Window};
+use crate::store::devices::DeviceStore;
 use crate::store::{StoreResult, DEFAULT_STUCK_HOURS};
 
 /// Detail rows per page on screen.
@@ -67,14 +68,26 @@ pub fn echo_filters(name: ReportName, f: &ReportFilter) -> Value {
 }
 
 /// Builds the whole report document for page `page` (1-based).
-pub async fn report<S: ReportStore + ?Sized>(
+pub async fn report<S: ReportStore + DeviceStore + ?Sized>(
     store: &S,
     name: ReportName,
     f: &ReportFilter,
     now: OffsetDateTime,
     page: u32,
 ) -> StoreResult<Value> {
+    let page = page.max(1);
+    let window = Window::Offset {
+        offset: (page as u64 - 1) * PER_PAGE as u64,
+        limit: PER_PAGE,
+    };
+    let mut health = None;
     let (summary, breakdowns, total) = match name {
+        ReportName::DeviceHealth => {
+            let h = super::device_health::compute(store, f, now).await?;
+            let parts = super::device_health::parts(&h);
+            health = Some(h);
+            parts
+        }
         ReportName::MassChecks => mass_checks(store, f).await?,
         ReportName::Wip => wip(store, f, now).await?,
         ReportName::CycleTimes => cycle_times(store, f).await?,
@@ -82,12 +95,10 @@ pub async fn report<S: ReportStore + ?Sized>(
         ReportName::MassBalance => mass_balance(store, f).await?,
         ReportName::WeightList => weight_list(store, f).await?,
     };
-    let page = page.max(1);
-    let window = Window::Offset {
-        offset: (page as u64 - 1) * PER_PAGE as u64,
-        limit: PER_PAGE,
+    let (cells, _) = match &health {
+        Some(h) => super::device_health::page(h, window),
+        None => rows::page(store, name, f, now, window).await?,
     };
-    let (cells, _) = rows::page(store, name, f, now, window).await?;
     let columns = rows::columns(name);
     let rows: Vec<Value> = cells
         .into_iter()

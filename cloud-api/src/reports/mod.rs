@@ -14,6 +14,7 @@ pub mod cache;
 pub mod chart;
 pub mod compute;
 pub mod csv;
+pub mod device_health;
 pub mod fineness;
 pub mod generate;
 
@@ -35,16 +36,18 @@ pub enum ReportName {
     Exceptions,
     MassBalance,
     WeightList,
+    DeviceHealth,
 }
 
 impl ReportName {
-    pub const ALL: [ReportName; 6] = [
+    pub const ALL: [ReportName; 7] = [
         ReportName::MassChecks,
         ReportName::Wip,
         ReportName::CycleTimes,
         ReportName::Exceptions,
         ReportName::MassBalance,
         ReportName::WeightList,
+        ReportName::DeviceHealth,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl ReportName {
             ReportName::Exceptions => "exceptions",
             ReportName::MassBalance => "mass-balance",
             ReportName::WeightList => "weight-list",
+            ReportName::DeviceHealth => "device-health",
         }
     }
 
@@ -66,6 +70,7 @@ impl ReportName {
             ReportName::Exceptions => "Exceptions (review by exception)",
             ReportName::MassBalance => "Batch mass balance",
             ReportName::WeightList => "LBMA-style weight list",
+            ReportName::DeviceHealth => "Device health",
         }
     }
 
@@ -92,6 +97,7 @@ impl ReportName {
                 "flow_version",
             ],
             ReportName::Exceptions => &["from", "to", "pipeline", "station", "operator", "kind"],
+            ReportName::DeviceHealth => &["from", "to", "station"],
             ReportName::MassBalance | ReportName::WeightList => {
                 &["from", "to", "pipeline", "flow_id", "flow_version"]
             }

@@ -10,6 +10,7 @@ use super::{
     BalanceRow, Cursor, ExceptionRow, MassCheckRow, ReportFilter, ReportName, ReportStore,
     VisitRow, WeightListRow, Window, WipRow,
 };
+use crate::store::devices::DeviceStore;
 use crate::store::StoreResult;
 
 /// Grams in one troy ounce, exactly.
@@ -133,6 +134,21 @@ pub fn columns(name: ReportName) -> &'static [&'static str] {
             "fineness_permille",
             "fine_g",
             "fine_ozt",
+        ],
+        ReportName::DeviceHealth => &[
+            "device_id",
+            "name",
+            "station",
+            "state",
+            "presence",
+            "last_seen",
+            "readings",
+            "unbound",
+            "last_reading_at",
+            "rejected",
+            "rejected_by_reason",
+            "offline_s",
+            "offline_pct",
         ],
         ReportName::WeightList => &[
             "batch_number",
@@ -267,7 +283,7 @@ pub fn weight_line(r: WeightListRow) -> (Vec<String>, Decimal, Decimal) {
 }
 
 /// One window of a report's detail rows as cells, and the cursor after it.
-pub async fn page<S: ReportStore + ?Sized>(
+pub async fn page<S: ReportStore + DeviceStore + ?Sized>(
     store: &S,
     name: ReportName,
     f: &ReportFilter,
@@ -294,6 +310,10 @@ pub async fn page<S: ReportStore + ?Sized>(
         ReportName::MassBalance => {
             let r = store.balance_rows(f, w).await?;
             (r.rows.into_iter().map(balance).collect(), r.next)
+        }
+        ReportName::DeviceHealth => {
+            let h = super::device_health::compute(store, f, now).await?;
+            super::device_health::page(&h, w)
         }
         ReportName::WeightList => {
             let r = store.weight_list_rows(f, w).await?;

@@ -221,6 +221,14 @@ pub struct DeviceCounts {
     pub last_seq: Option<u64>,
 }
 
+/// Readings a device delivered in a time window, and how many of them are still unbound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadingCount {
+    pub device_id: String,
+    pub readings: u64,
+    pub unbound: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RejectionCount {
     pub device_id: Option<String>,
@@ -325,6 +333,12 @@ pub trait DeviceStore: Send + Sync {
     async fn record_presence(&self, presence: &Presence) -> StoreResult<()>;
     async fn presences(&self) -> StoreResult<Vec<Presence>>;
     async fn device_counts(&self) -> StoreResult<Vec<DeviceCounts>>;
+    /// Readings received in `[from, to)` per device, ordered by device.
+    async fn reading_counts(
+        &self,
+        from: Option<OffsetDateTime>,
+        to: Option<OffsetDateTime>,
+    ) -> StoreResult<Vec<ReadingCount>>;
     async fn rejection_counts(
         &self,
         from: Option<OffsetDateTime>,

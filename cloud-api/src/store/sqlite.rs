@@ -129,6 +129,8 @@ CREATE TABLE audit_head (
     sqlite_readmodel::MIGRATION,
     // 3: devices, enrollment, readings, calibration (ingest).
     super::sqlite_devices::MIGRATION,
+    // 4: readings by arrival time (device health report).
+    super::sqlite_devices::MIGRATION_READINGS_RECEIVED,
 ];
 
 /// The schema version whose migration creates the read model (rebuilt from events then).

@@ -137,6 +137,10 @@ CREATE TABLE presence_changes (
 CREATE INDEX presence_changes_at ON presence_changes (at);
 "#;
 
+/// Migration 4: readings by arrival time, for the device health report's windows.
+pub(super) const MIGRATION_READINGS_RECEIVED: &str =
+    "CREATE INDEX IF NOT EXISTS readings_received ON readings (received_at);";
+
 fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(backend)
 }
@@ -776,6 +780,33 @@ impl DeviceStore for SqliteStore {
                 })
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn reading_counts(
+        &self,
+        from: Option<OffsetDateTime>,
+        to: Option<OffsetDateTime>,
+    ) -> StoreResult<Vec<ReadingCount>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT device_id, COUNT(*), SUM(bound_batch IS NULL) FROM readings
+                     WHERE (?1 IS NULL OR received_at >= ?1) AND (?2 IS NULL OR received_at < ?2)
+                     GROUP BY device_id ORDER BY device_id",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![from.map(ts), to.map(ts)], |r| {
+                    Ok(ReadingCount {
+                        device_id: r.get(0)?,
+                        readings: r.get::<_, i64>(1)? as u64,
+                        unbound: r.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
         })
         .await
     }

@@ -691,6 +691,39 @@ impl DeviceStore for MongoStore {
         Ok(out)
     }
 
+    async fn reading_counts(
+        &self,
+        from: Option<OffsetDateTime>,
+        to: Option<OffsetDateTime>,
+    ) -> StoreResult<Vec<ReadingCount>> {
+        let docs: Vec<Document> = self
+            .c
+            .readings
+            .aggregate(vec![
+                doc! { "$match": window("received_at", from, to) },
+                doc! { "$group": {
+                    "_id": "$device_id",
+                    "n": { "$sum": 1 },
+                    "unbound": { "$sum": { "$cond": [{ "$eq": ["$bound_batch", Bson::Null] }, 1, 0] } },
+                } },
+                doc! { "$sort": { "_id": 1 } },
+            ])
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.iter()
+            .map(|d| {
+                Ok(ReadingCount {
+                    device_id: get_str(d, "_id")?.to_string(),
+                    readings: get_int(d, "n")? as u64,
+                    unbound: get_int(d, "unbound")? as u64,
+                })
+            })
+            .collect()
+    }
+
     async fn rejection_counts(
         &self,
         from: Option<OffsetDateTime>,

@@ -99,6 +99,7 @@ fn all() -> Vec<(&'static str, Vec<IndexModel>)> {
                     true,
                 ),
                 index("unbound", doc! { "device_id": 1, "bound_batch": 1 }, false),
+                index("received_at", doc! { "received_at": 1 }, false),
             ],
         ),
         (
