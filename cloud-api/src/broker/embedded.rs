@@ -57,10 +57,12 @@ pub fn start(max_payload: usize) -> Result<Internal> {
         router: RouterConfig {
             max_connections: 10_010,
             max_outgoing_packet_count: 1024,
-            // Segments are allocated as data arrives; readings are small and photos are
-            // bounded by max_payload, so a topic's log stays within a few segments.
+            // Segments are allocated as data arrives. The log must hold everything between
+            // the gate and ingest's commit, or rumqttd drops the oldest segment (messages
+            // the devices consider delivered): the gate's back-pressure (`backlog`) keeps
+            // that below 8 photos or ~4 MiB of readings, far inside 10 segments.
             max_segment_size: (max_payload + 64 * 1024).max(4 * 1024 * 1024),
-            max_segment_count: 3,
+            max_segment_count: 10,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),

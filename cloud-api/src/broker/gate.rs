@@ -58,6 +58,8 @@ pub struct Gate {
     max_photo: usize,
     /// Open connections per device, woken to close on revocation.
     kicks: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Readings and photos relayed but not yet stored by ingest.
+    backlog: Arc<super::backlog::Backlog>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -157,6 +159,7 @@ impl Gate {
         internal: Internal,
         tls: Option<tokio_rustls::TlsAcceptor>,
         max_photo: usize,
+        backlog: Arc<super::backlog::Backlog>,
     ) -> Gate {
         Gate {
             store,
@@ -164,6 +167,7 @@ impl Gate {
             tls,
             max_photo,
             kicks: Mutex::new(HashMap::new()),
+            backlog,
         }
     }
 
@@ -356,13 +360,15 @@ impl Gate {
     }
 
     /// Checks one packet from an authenticated device.
+    /// Whether a device may send this packet; `Ok` with its weight in the backlog (non-zero
+    /// for the readings and photos that ingest stores).
     fn check(
         &self,
         device: &DeviceId,
         kind: u8,
         header: usize,
         frame: &Bytes,
-    ) -> Result<(), (String, Refusal)> {
+    ) -> Result<u64, (String, Refusal)> {
         match kind {
             // PUBLISH: topic and size
             3 => {
@@ -435,7 +441,7 @@ impl Gate {
                         ),
                     ));
                 }
-                Ok(())
+                Ok(super::backlog::weight(t.channel))
             }
             // SUBSCRIBE: own cmd and config only
             8 => {
@@ -464,11 +470,11 @@ impl Gate {
                         ));
                     }
                 }
-                Ok(())
+                Ok(0)
             }
             1 => Err((String::new(), refuse("malformed", "a second CONNECT"))),
             // acks, unsubscribe, ping, disconnect
-            4..=7 | 10 | 12 | 14 => Ok(()),
+            4..=7 | 10 | 12 | 14 => Ok(0),
             other => Err((
                 String::new(),
                 refuse("malformed", format!("packet type {other} from a client")),
@@ -557,9 +563,10 @@ impl Gate {
                     Ok(None) => return Ok(()),
                     Err(r) => return Err((String::new(), r, 0)),
                 };
-                if let Err((topic, r)) = self.check(&device, kind, header, &frame) {
-                    return Err((topic, r, frame.len()));
-                }
+                let mut ingested = match self.check(&device, kind, header, &frame) {
+                    Ok(w) => w,
+                    Err((topic, r)) => return Err((topic, r, frame.len())),
+                };
                 pending.extend_from_slice(&frame);
                 // relay everything already buffered in one write
                 while let Ok(Some((kind, header, total))) = frame_header(&buf, max) {
@@ -567,12 +574,19 @@ impl Gate {
                         break;
                     }
                     let frame = buf.split_to(total).freeze();
-                    if let Err((topic, r)) = self.check(&device, kind, header, &frame) {
-                        let _ = bw.write_all(&pending).await;
-                        return Err((topic, r, frame.len()));
+                    match self.check(&device, kind, header, &frame) {
+                        Ok(w) => ingested += w,
+                        Err((topic, r)) => {
+                            self.backlog.admit(ingested).await;
+                            let _ = bw.write_all(&pending).await;
+                            return Err((topic, r, frame.len()));
+                        }
                     }
                     pending.extend_from_slice(&frame);
                 }
+                // Wait for ingest to catch up before the broker's log could overflow; the
+                // device's socket is not read meanwhile (see `backlog`).
+                self.backlog.admit(ingested).await;
                 if bw.write_all(&pending).await.is_err() {
                     return Ok(());
                 }

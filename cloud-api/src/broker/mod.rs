@@ -7,6 +7,7 @@
 //! login; on Mosquitto, device logins are managed through the dynamic security plugin
 //! ([`dynsec`]). Switching is configuration only.
 
+pub mod backlog;
 pub mod dynsec;
 pub mod embedded;
 pub mod gate;
@@ -68,6 +69,8 @@ pub struct Broker {
     pub access: DeviceAccess,
     /// The embedded gate's address, when embedded.
     pub gate_addr: Option<SocketAddr>,
+    /// Back-pressure from ingest to the gate, when embedded (see `backlog`).
+    pub backlog: Option<Arc<backlog::Backlog>>,
 }
 
 fn base_options(c: &BrokerConfig, client_id: &str, host: &str, port: u16) -> MqttOptions {
@@ -112,11 +115,13 @@ pub async fn start(
                 .with_context(|| format!("while binding the broker gate on {}", c.listen))?;
             let addr = listener.local_addr()?;
             let tls_on = tls.is_some();
+            let backlog = Arc::new(backlog::Backlog::new(backlog::DEFAULT_LIMIT));
             let gate = Arc::new(gate::Gate::new(
                 store,
                 internal.clone(),
                 tls,
                 c.max_photo_bytes,
+                backlog.clone(),
             ));
             tokio::spawn(gate.clone().serve(listener, shutdown));
             println!(
@@ -138,6 +143,7 @@ pub async fn start(
                 },
                 access: DeviceAccess::Gate(gate),
                 gate_addr: Some(addr),
+                backlog: Some(backlog),
             })
         }
         BrokerMode::External => {
@@ -182,6 +188,7 @@ pub async fn start(
                 cloud,
                 access,
                 gate_addr: None,
+                backlog: None,
             })
         }
     }

@@ -25,17 +25,18 @@ use crate::store::devices;
 /// Largest live or status message read.
 const MAX_SMALL: usize = 4096;
 
-fn subscriptions(group: &str) -> Vec<SubscribeFilter> {
+/// Readings and photos through a shared subscription when replicas share an external broker
+/// (`group`); a plain one on the embedded broker, where this replica is the only consumer
+/// (rumqttd's shared-subscription delivery stalled under a burst in the ingest benchmark).
+fn subscriptions(group: Option<&str>) -> Vec<SubscribeFilter> {
     let all = Topic::all_devices_filter;
+    let shared = |filter: String| match group {
+        Some(g) => format!("$share/{g}/{filter}"),
+        None => filter,
+    };
     vec![
-        SubscribeFilter::new(
-            format!("$share/{group}/{}", all(Channel::Reading)),
-            QoS::AtLeastOnce,
-        ),
-        SubscribeFilter::new(
-            format!("$share/{group}/{}", all(Channel::Photo)),
-            QoS::AtLeastOnce,
-        ),
+        SubscribeFilter::new(shared(all(Channel::Reading)), QoS::AtLeastOnce),
+        SubscribeFilter::new(shared(all(Channel::Photo)), QoS::AtLeastOnce),
         SubscribeFilter::new(all(Channel::Status), QoS::AtLeastOnce),
         SubscribeFilter::new(all(Channel::Live), QoS::AtMostOnce),
         SubscribeFilter::new(CLOUD_CHANGES.to_string(), QoS::AtMostOnce),
@@ -54,7 +55,12 @@ pub async fn spawn(
         Ok(arms) => state.hub.load_armed(arms.into_iter().map(|a| a.device_id)),
         Err(e) => tracing::error!(error = %e, "cannot load armed steps"),
     }
-    let (items_tx, items_rx) = mpsc::channel(state.config.ingest.max_batch * 4);
+    // Unbounded on purpose: the MQTT loop must never wait on the pipeline, because the
+    // pipeline's acknowledgements go out through that same loop (a bounded queue here
+    // deadlocks under a burst: loop waits for the pipeline, pipeline waits for its acks to be
+    // sent). What can queue is bounded by the broker anyway: it sends at most its in-flight
+    // window of QoS 1 messages before our acknowledgements, which come after the commit.
+    let (items_tx, items_rx) = mpsc::unbounded_channel();
     let (bind_tx, bind_rx) = mpsc::channel(1024);
     let (changes_tx, changes_rx) = mpsc::channel(1024);
     state.hub.set_outbound(changes_tx);
@@ -89,7 +95,7 @@ async fn mqtt_loop(
     state: AppState,
     client: AsyncClient,
     mut eventloop: EventLoop,
-    items: mpsc::Sender<pipeline::Item>,
+    items: mpsc::UnboundedSender<pipeline::Item>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let group = state.config.broker.share_group.clone();
@@ -109,7 +115,9 @@ async fn mqtt_loop(
                     session_present = ack.session_present,
                     "ingest connected to the broker"
                 );
-                if let Err(e) = client.subscribe_many(subscriptions(&group)).await {
+                let shared = (state.config.broker.mode == crate::config::BrokerMode::External)
+                    .then_some(group.as_str());
+                if let Err(e) = client.subscribe_many(subscriptions(shared)).await {
                     tracing::error!(error = %e, "cannot subscribe");
                 }
             }
@@ -130,7 +138,7 @@ async fn mqtt_loop(
 async fn dispatch(
     state: &AppState,
     client: &AsyncClient,
-    items: &mpsc::Sender<pipeline::Item>,
+    items: &mpsc::UnboundedSender<pipeline::Item>,
     p: Publish,
 ) {
     if p.topic == CLOUD_CHANGES {
@@ -145,7 +153,7 @@ async fn dispatch(
                 received: Instant::now(),
                 received_at: OffsetDateTime::now_utc(),
             };
-            if items.send(item).await.is_err() {
+            if items.send(item).is_err() {
                 tracing::error!("the ingest pipeline stopped");
             }
         }

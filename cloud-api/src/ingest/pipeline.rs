@@ -355,7 +355,7 @@ fn rotate<'a>(
 pub async fn run(
     state: AppState,
     client: AsyncClient,
-    mut rx: mpsc::Receiver<Item>,
+    mut rx: mpsc::UnboundedReceiver<Item>,
     binder: mpsc::Sender<Reading>,
 ) {
     let max_batch = state.config.ingest.max_batch;
@@ -429,6 +429,14 @@ async fn handle_group(
         if let Err(e) = client.ack(&item.publish).await {
             tracing::warn!(error = %e, "cannot acknowledge a message");
         }
+    }
+    if let Some(backlog) = state.broker.as_ref().and_then(|b| b.backlog.as_ref()) {
+        let units = group
+            .iter()
+            .filter_map(|i| Topic::parse(&i.publish.topic).ok())
+            .map(|t| crate::broker::backlog::weight(t.channel))
+            .sum();
+        backlog.stored(units);
     }
     for r in outcome.stored {
         let station = match state

@@ -219,9 +219,14 @@ async fn run_device(
     device: String,
 ) {
     let (client, mut events) = AsyncClient::new(o, 256);
+    let acked = Arc::new(AtomicU64::new(0));
+    let acks = acked.clone();
     let pump = tokio::spawn(async move {
         loop {
             match events.poll().await {
+                Ok(Event::Incoming(Incoming::PubAck(_))) => {
+                    acks.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(Event::Incoming(Incoming::Disconnect)) | Err(_) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -229,6 +234,7 @@ async fn run_device(
             }
         }
     });
+    let n = payloads.len() as u64;
     for (i, p) in payloads.into_iter().enumerate() {
         if let Some(every) = interval {
             let due = start + every * i as u32;
@@ -245,8 +251,13 @@ async fn run_device(
             break;
         }
     }
-    // let the acknowledgements come in
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // `publish` only queues: keep the connection until the broker has acknowledged every
+    // reading (as an edge agent keeps its outbox), within a generous bound.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     pump.abort();
 }
 
@@ -397,7 +408,7 @@ async fn latency(s: Setup, devices: usize, rate: u64, seconds: u64) -> Result<()
 }
 
 async fn kiosk(s: Setup, trials: usize) -> Result<()> {
-    let mut sim = Sim::start("mt-sics", &["--capacity", "5000", "--settle-ms", "300"]);
+    let mut sim = Sim::start("mt-sics", &["--capacity", "5000"]);
     let code = s
         .api
         .register_device(&s.t.admin, "kiosk-scale", "mt-sics", &sim.pty)
