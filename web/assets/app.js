@@ -29,6 +29,10 @@
       if (e.batch_id === batch && e.state !== "armed") { es.close(); window.location.reload(); }
     });
     es.addEventListener("resync", function () { es.close(); window.location.reload(); });
+    // A reading may bind before this stream is open: while armed, look again now and then.
+    if (document.getElementById("armed")) {
+      setTimeout(function () { es.close(); window.location.reload(); }, 4000);
+    }
   }
   function poll(el) {
     var url = el.getAttribute("data-poll");

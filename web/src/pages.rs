@@ -239,6 +239,8 @@ pub struct DevicesPage {
     /// A just-created enrollment code, shown this once.
     pub code: Option<EnrollmentShown>,
     pub form: DeviceForm,
+    /// The scale protocols the edge agent speaks.
+    pub protocols: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +365,7 @@ mod tests {
         }
         .render()
         .expect("render");
+        assert!(html.contains(r#"name="_csrf""#));
         assert!(html.contains(r#"<label for="username">"#));
         assert!(html.contains(r#"<label for="password">"#));
         assert!(html.contains("wrong username or password"));

@@ -369,6 +369,10 @@ async fn devices_page(
             devices,
             code,
             form,
+            protocols: metcon_shared::device::SCALE_PROTOCOLS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
         },
     ))
 }

@@ -56,7 +56,7 @@ fn row(i: ApprovalItem) -> ApprovalRow {
             format::mass(&expected),
             format::tolerance(&tolerance)
         ));
-        r.deviation = Some(format::deviation(&check));
+        r.deviation = Some(format::deviation(&check, &actual));
         r.source = Some(format::source(&source));
     }
     r

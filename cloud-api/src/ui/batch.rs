@@ -53,7 +53,7 @@ fn verdict(v: &BatchView) -> Option<Verdict> {
         "Expected {} ± {}; deviation {}; {}.",
         format::mass(expected),
         format::tolerance(tolerance),
-        format::deviation(check),
+        format::deviation(check, actual),
         format::source(source)
     );
     if !check.within {
@@ -341,7 +341,7 @@ pub async fn mass_check(
                         let e = ApiError::unprocessable(format!(
                             "{} is outside tolerance (deviation {}): give the reason for the deviation",
                             format::mass(&actual),
-                            format::deviation(&c)
+                            format::deviation(&c, &actual)
                         ));
                         return show(&state, &viewer, id, e.status, Some(problem(&e))).await;
                     }

@@ -22,14 +22,19 @@ pub fn tolerance(t: &Tolerance) -> String {
     }
 }
 
-/// "+12.00 g (+1.2 %)", signed, in the expected mass's unit.
-pub fn deviation(c: &ToleranceCheck) -> String {
+/// "+12.00 g (+1.2 %)", signed, in the expected mass's unit, with at least as many decimals
+/// as the reading (trailing zeros only: the value stays exact).
+pub fn deviation(c: &ToleranceCheck, actual: &Mass) -> String {
     let sign = if c.variance.is_sign_positive() && !c.variance.is_zero() {
         "+"
     } else {
         ""
     };
-    let mut s = format!("{sign}{}", amount(c.variance, c.unit));
+    let mut v = c.variance;
+    if v.scale() < actual.value().scale() {
+        v.rescale(actual.value().scale());
+    }
+    let mut s = format!("{sign}{}", amount(v, c.unit));
     if let Some(p) = c.variance_pct {
         s.push_str(&format!(" ({sign}{} %)", p.normalize()));
     }
@@ -109,7 +114,7 @@ pub fn event(e: &RecordedEvent) -> String {
             if check.within {
                 "within tolerance".to_string()
             } else {
-                format!("outside tolerance, {}", deviation(check))
+                format!("outside tolerance, {}", deviation(check, actual))
             }
         ),
         BatchEvent::FlagRaised {
@@ -156,9 +161,20 @@ mod tests {
         let bad = Mass::parse("160", "g").expect("mass");
         let c = t.check(&expected, &bad);
         assert_eq!(verdict_headline(&bad, &c), "160 g ✗ outside tolerance");
-        assert!(deviation(&c).starts_with("+12"), "{}", deviation(&c));
+        assert!(
+            deviation(&c, &bad).starts_with("+12"),
+            "{}",
+            deviation(&c, &bad)
+        );
         let low = Mass::parse("140", "g").expect("mass");
-        assert!(deviation(&t.check(&expected, &low)).starts_with("-8"));
+        assert!(deviation(&t.check(&expected, &low), &low).starts_with("-8"));
+        let precise = Mass::parse("1012.00", "g").expect("mass");
+        let c = Tolerance::Absolute {
+            value: d("0.5"),
+            unit: MassUnit::G,
+        }
+        .check(&Mass::parse("1000", "g").expect("mass"), &precise);
+        assert_eq!(deviation(&c, &precise), "+12.00 g (+1.2 %)");
     }
 
     #[test]
