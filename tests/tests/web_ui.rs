@@ -510,3 +510,25 @@ async fn an_analyst_reads_a_report_with_filters_chart_and_csv() {
     assert_eq!(b.path().await.unwrap(), "/reports");
     b.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_idle_timeout_the_next_page_is_the_login_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &sibling_binary("metcon-cloud").unwrap(),
+        dir.path(),
+        &[("METCON_IDLE_TIMEOUT_SECONDS", "2")],
+    )
+    .unwrap();
+    let api = Api::new(&server.base);
+    api.bootstrap(server.setup_token.as_deref().unwrap()).await;
+    let b = Browser::start(&server.base).await.unwrap();
+    b.login("operator", PASSWORD).await.unwrap();
+    b.wait_text("Station board", WAIT).await.unwrap();
+    // Idle for longer than the timeout (the server's clock decides; nothing to poll for).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.open("/").await.unwrap();
+    b.wait_text("Log in", WAIT).await.unwrap();
+    assert!(b.path().await.unwrap().starts_with("/login"));
+    b.close().await.unwrap();
+}
