@@ -9,6 +9,9 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_ctrl >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# Headless Chromium and its WebDriver for the web UI's browser tests (tests/tests/web_ui.rs).
+{ command -v chromium >/dev/null 2>&1 || [ -x /usr/lib/chromium/chromium ]; } || need_apt+=(chromium)
+{ command -v chromedriver >/dev/null 2>&1 || [ -x /usr/lib/chromium/chromedriver ]; } || need_apt+=(chromium-driver)
 # cmake builds the MongoDB stand-in's storage engine (WiredTiger), below.
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 

@@ -14,6 +14,7 @@
 //! - [`ingest`]: signed readings in (verify, de-duplicate, store, bind), live data, fleet.
 //! - [`live`]: the hub behind the kiosks' Server-Sent Events.
 //! - [`blobs`]: photos by SHA-256.
+//! - [`ui`]: the server-rendered web UI (templates in the `metcon-web` crate).
 //! - [`app`]: start-up and graceful shutdown.
 
 pub mod app;
@@ -31,3 +32,4 @@ pub mod reports;
 pub mod store;
 pub mod telemetry;
 pub mod transfer;
+pub mod ui;

@@ -64,12 +64,17 @@ impl Api {
     }
 
     pub async fn login(&self, username: &str) -> String {
+        self.login_with(username, PASSWORD).await
+    }
+
+    /// Logs in with a given password; returns the access token.
+    pub async fn login_with(&self, username: &str, password: &str) -> String {
         let (s, v) = self
             .call(
                 Method::POST,
                 "/api/auth/login",
                 None,
-                Some(json!({ "username": username, "password": PASSWORD })),
+                Some(json!({ "username": username, "password": password })),
             )
             .await;
         assert_eq!(s, StatusCode::OK, "login {username}: {v}");

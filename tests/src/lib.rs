@@ -4,6 +4,7 @@
 //! users and devices do.
 
 pub mod api;
+pub mod browser;
 pub mod edge;
 pub mod mosquitto;
 pub mod poll;
@@ -36,8 +37,13 @@ impl Drop for Server {
     }
 }
 
-/// The binary next to the running executable (`target/<profile>/metcon-cloud`).
+/// The binary next to the running executable (`target/<profile>/metcon-cloud`), or in
+/// `METCON_TEST_BIN_DIR` when set (e.g. binaries copied aside from a target folder that another
+/// checkout also builds into).
 pub fn sibling_binary(name: &str) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("METCON_TEST_BIN_DIR") {
+        return Ok(PathBuf::from(dir).join(name));
+    }
     let exe = std::env::current_exe()?;
     let mut dir = exe
         .parent()

@@ -272,45 +272,53 @@ impl FromRequestParts<AppState> for Caller {
                 ));
             }
         }
-        let claims = state.keys.verify(&token).map_err(|_| {
-            ApiError::unauthorized("the access token is invalid or expired; log in or refresh")
-        })?;
-        let now = OffsetDateTime::now_utc();
-        let session = state
-            .store
-            .session(&claims.sid)
-            .await?
-            .filter(|s| s.revoked_at.is_none() && s.user_id == claims.sub)
-            .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
-        let idle = time::Duration::seconds(state.config.idle_timeout_seconds);
-        if now - session.last_seen > idle {
-            state.store.revoke_session(&session.id, now).await?;
-            return Err(ApiError::unauthorized(
-                "the session was idle for too long and has ended; log in again",
-            ));
-        }
-        let user = state
-            .store
-            .user_by_id(&claims.sub)
-            .await?
-            .filter(|u| u.active)
-            .ok_or_else(|| {
-                ApiError::unauthorized("this account is deactivated or no longer exists")
-            })?;
-        // Writing last_seen on every request would serialize reads behind the writer; a
-        // granularity of a tenth of the timeout (at most a minute) is plenty.
-        let granularity = std::cmp::min(idle / 10i32, time::Duration::seconds(60));
-        if now - session.last_seen > granularity {
-            state.store.touch_session(&session.id, now).await?;
-        }
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| a.ip().to_string());
-        Ok(Caller {
-            user,
-            session_id: session.id,
-            ip,
-        })
+        authenticate(parts, state, &token).await
     }
+}
+
+/// Token → session → idle check → active user, without the CSRF check (which depends on how
+/// the token came). The web UI (`crate::ui`) uses it with its own form-field CSRF check.
+pub async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    token: &str,
+) -> Result<Caller, ApiError> {
+    let claims = state.keys.verify(token).map_err(|_| {
+        ApiError::unauthorized("the access token is invalid or expired; log in or refresh")
+    })?;
+    let now = OffsetDateTime::now_utc();
+    let session = state
+        .store
+        .session(&claims.sid)
+        .await?
+        .filter(|s| s.revoked_at.is_none() && s.user_id == claims.sub)
+        .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
+    let idle = time::Duration::seconds(state.config.idle_timeout_seconds);
+    if now - session.last_seen > idle {
+        state.store.revoke_session(&session.id, now).await?;
+        return Err(ApiError::unauthorized(
+            "the session was idle for too long and has ended; log in again",
+        ));
+    }
+    let user = state
+        .store
+        .user_by_id(&claims.sub)
+        .await?
+        .filter(|u| u.active)
+        .ok_or_else(|| ApiError::unauthorized("this account is deactivated or no longer exists"))?;
+    // Writing last_seen on every request would serialize reads behind the writer; a
+    // granularity of a tenth of the timeout (at most a minute) is plenty.
+    let granularity = std::cmp::min(idle / 10i32, time::Duration::seconds(60));
+    if now - session.last_seen > granularity {
+        state.store.touch_session(&session.id, now).await?;
+    }
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip().to_string());
+    Ok(Caller {
+        user,
+        session_id: session.id,
+        ip,
+    })
 }

@@ -165,6 +165,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api", api)
+        // The server-rendered web UI (issue 6): pages beside the API, same state.
+        .merge(crate::ui::router())
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
