@@ -141,6 +141,39 @@ CREATE INDEX presence_changes_at ON presence_changes (at);
 pub(super) const MIGRATION_READINGS_RECEIVED: &str =
     "CREATE INDEX IF NOT EXISTS readings_received ON readings (received_at);";
 
+/// Counts one new reading in `reading_stats` (?1 device, ?2 sequence, ?3 arrival).
+const STATS_ADD_ONE: &str =
+    "INSERT INTO reading_stats (device_id, readings, last_seq, last_at) VALUES (?1, 1, ?2, ?3)
+     ON CONFLICT (device_id) DO UPDATE SET readings = readings + 1,
+       last_seq = MAX(last_seq, excluded.last_seq), last_at = MAX(last_at, excluded.last_at)";
+const INSERT_REJECTION: &str = "INSERT INTO ingest_rejections (at, device_id, topic, reason, detail, size, payload_sha256, seq, quarantined)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const INSERT_KEY: &str =
+    "INSERT INTO device_keys (device_id, from_seq, public_key, registered_at) VALUES (?1, ?2, ?3, ?4)";
+const INSERT_CALIBRATION: &str =
+    "INSERT INTO calibrations (id, device_id, performed_at, doc) VALUES (?1, ?2, ?3, ?4)";
+
+/// One rejection row (the quarantined envelope passed apart: a dump carries it beside).
+fn insert_rejection(
+    st: &mut rusqlite::CachedStatement<'_>,
+    r: &Rejection,
+    quarantined: Option<&[u8]>,
+) -> StoreResult<()> {
+    st.execute(params![
+        ts(r.at),
+        r.device_id,
+        r.topic,
+        r.reason,
+        r.detail,
+        r.size as i64,
+        r.payload_sha256,
+        r.seq.map(|s| s as i64),
+        quarantined
+    ])
+    .map_err(backend)?;
+    Ok(())
+}
+
 fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(backend)
 }
@@ -286,8 +319,13 @@ impl DeviceStore for SqliteStore {
                 )));
             }
             tx.execute(
-                "INSERT INTO device_keys (device_id, from_seq, public_key, registered_at) VALUES (?1, ?2, ?3, ?4)",
-                params![k.device_id, k.from_seq as i64, k.public_key.to_string(), ts(k.registered_at)],
+                INSERT_KEY,
+                params![
+                    k.device_id,
+                    k.from_seq as i64,
+                    k.public_key.to_string(),
+                    ts(k.registered_at)
+                ],
             )
             .map_err(map_sql)?;
             append_audit_tx(tx, &audit)?;
@@ -399,9 +437,7 @@ impl DeviceStore for SqliteStore {
                 .map_err(backend)?;
             let mut stats = tx
                 .prepare_cached(
-                    "INSERT INTO reading_stats (device_id, readings, last_seq, last_at) VALUES (?1, 1, ?2, ?3)
-                     ON CONFLICT (device_id) DO UPDATE SET readings = readings + 1,
-                       last_seq = MAX(last_seq, excluded.last_seq), last_at = MAX(last_at, excluded.last_at)",
+                    STATS_ADD_ONE,
                 )
                 .map_err(backend)?;
             for n in &readings {
@@ -492,25 +528,9 @@ impl DeviceStore for SqliteStore {
     ) -> StoreResult<()> {
         let (rs, audit) = (rejections.to_vec(), audit.to_vec());
         self.write(move |tx| {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT INTO ingest_rejections (at, device_id, topic, reason, detail, size, payload_sha256, seq, quarantined)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(backend)?;
+            let mut st = tx.prepare_cached(INSERT_REJECTION).map_err(backend)?;
             for r in &rs {
-                st.execute(params![
-                    ts(r.at),
-                    r.device_id,
-                    r.topic,
-                    r.reason,
-                    r.detail,
-                    r.size as i64,
-                    r.payload_sha256,
-                    r.seq.map(|s| s as i64),
-                    r.quarantined
-                ])
-                .map_err(backend)?;
+                insert_rejection(&mut st, r, r.quarantined.as_deref())?;
             }
             append_audit_tx(tx, &audit)?;
             Ok(())
@@ -663,7 +683,7 @@ impl DeviceStore for SqliteStore {
         let (r, audit) = (record.clone(), audit.to_vec());
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO calibrations (id, device_id, performed_at, doc) VALUES (?1, ?2, ?3, ?4)",
+                INSERT_CALIBRATION,
                 params![r.id, r.device_id, ts(r.performed_at), json(&r)?],
             )
             .map_err(map_sql)?;
@@ -1019,8 +1039,13 @@ pub(super) fn load_device(tx: &Transaction<'_>, d: &DeviceDump) -> StoreResult<(
     upsert_device_tx(tx, &d.device, true)?;
     for k in &d.keys {
         tx.execute(
-            "INSERT INTO device_keys (device_id, from_seq, public_key, registered_at) VALUES (?1, ?2, ?3, ?4)",
-            params![k.device_id, k.from_seq as i64, k.public_key.to_string(), ts(k.registered_at)],
+            INSERT_KEY,
+            params![
+                k.device_id,
+                k.from_seq as i64,
+                k.public_key.to_string(),
+                ts(k.registered_at)
+            ],
         )
         .map_err(map_sql)?;
     }
@@ -1041,7 +1066,7 @@ pub(super) fn load_device(tx: &Transaction<'_>, d: &DeviceDump) -> StoreResult<(
     }
     for r in &d.calibrations {
         tx.execute(
-            "INSERT INTO calibrations (id, device_id, performed_at, doc) VALUES (?1, ?2, ?3, ?4)",
+            INSERT_CALIBRATION,
             params![r.id, r.device_id, ts(r.performed_at), json(r)?],
         )
         .map_err(map_sql)?;
@@ -1078,13 +1103,7 @@ pub(super) fn load_readings(tx: &Transaction<'_>, readings: &[ReadingDump]) -> S
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .map_err(backend)?;
-    let mut stats = tx
-        .prepare_cached(
-            "INSERT INTO reading_stats (device_id, readings, last_seq, last_at) VALUES (?1, 1, ?2, ?3)
-             ON CONFLICT (device_id) DO UPDATE SET readings = readings + 1,
-               last_seq = MAX(last_seq, excluded.last_seq), last_at = MAX(last_at, excluded.last_at)",
-        )
-        .map_err(backend)?;
+    let mut stats = tx.prepare_cached(STATS_ADD_ONE).map_err(backend)?;
     for d in readings {
         let r = &d.reading;
         insert
@@ -1111,26 +1130,9 @@ pub(super) fn load_rejections(
     tx: &Transaction<'_>,
     rejections: &[RejectionDump],
 ) -> StoreResult<()> {
-    let mut st = tx
-        .prepare_cached(
-            "INSERT INTO ingest_rejections (at, device_id, topic, reason, detail, size, payload_sha256, seq, quarantined)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .map_err(backend)?;
+    let mut st = tx.prepare_cached(INSERT_REJECTION).map_err(backend)?;
     for d in rejections {
-        let r = &d.rejection;
-        st.execute(params![
-            ts(r.at),
-            r.device_id,
-            r.topic,
-            r.reason,
-            r.detail,
-            r.size as i64,
-            r.payload_sha256,
-            r.seq.map(|s| s as i64),
-            d.quarantined
-        ])
-        .map_err(backend)?;
+        insert_rejection(&mut st, &d.rejection, d.quarantined.as_deref())?;
     }
     Ok(())
 }

@@ -57,6 +57,60 @@ fn device_from(d: &Document) -> StoreResult<Device> {
     from_doc(get_doc(d, "doc")?)
 }
 
+fn key_doc(k: &DeviceKeyRecord) -> Document {
+    doc! {
+        "_id": format!("{}:{:020}", k.device_id, k.from_seq),
+        "device_id": &k.device_id,
+        "from_seq": k.from_seq as i64,
+        "public_key": k.public_key.to_string(),
+        "registered_at": ts(k.registered_at),
+    }
+}
+
+/// A reading as stored: by ingest (unbound) and by an import (with its binding).
+fn reading_doc(
+    r: &metcon_shared::reading::Reading,
+    envelope: &[u8],
+    received_at: OffsetDateTime,
+    binding: Option<&ReadingBinding>,
+) -> StoreResult<Document> {
+    Ok(doc! {
+        "device_id": r.device.as_str(),
+        "sequence": r.seq as i64,
+        "received_at": ts(received_at),
+        "envelope_sha256": hex::encode(Sha256::digest(envelope)),
+        "envelope": bin(envelope),
+        "doc": to_bson(r)?,
+        "stable": matches!(r.measurement, Measurement::Weight { stable: true, .. }),
+        "bound_batch": binding.map(|b| Bson::String(b.batch_id.to_string())).unwrap_or(Bson::Null),
+        "binding": binding.map(to_bson).transpose()?.unwrap_or(Bson::Null),
+    })
+}
+
+/// Per device: (readings added, highest sequence, latest arrival).
+type StatsDelta<'a> = BTreeMap<&'a str, (i64, u64, String)>;
+
+fn add_to_stats<'a>(stats: &mut StatsDelta<'a>, device: &'a str, seq: u64, at: OffsetDateTime) {
+    let e = stats.entry(device).or_insert((0, 0, String::new()));
+    e.0 += 1;
+    e.1 = e.1.max(seq);
+    e.2 = e.2.clone().max(ts(at));
+}
+
+fn rejection_doc(r: &Rejection, quarantined: Option<&[u8]>) -> Document {
+    doc! {
+        "at": ts(r.at),
+        "device_id": opt_str(r.device_id.as_deref()),
+        "topic": &r.topic,
+        "reason": &r.reason,
+        "detail": &r.detail,
+        "size": r.size as i64,
+        "payload_sha256": &r.payload_sha256,
+        "seq": r.seq.map(|s| Bson::Int64(s as i64)).unwrap_or(Bson::Null),
+        "quarantined": quarantined.map(bin).unwrap_or(Bson::Null),
+    }
+}
+
 fn reading_from(d: &Document) -> StoreResult<StoredReading> {
     Ok(StoredReading {
         reading: from_doc(get_doc(d, "doc")?)?,
@@ -98,6 +152,21 @@ impl MongoStore {
             .try_collect()
             .await
             .map_err(backend)
+    }
+
+    async fn add_reading_stats(&self, stats: StatsDelta<'_>) -> StoreResult<()> {
+        for (device, (n, last_seq, last_at)) in stats {
+            self.c
+                .reading_stats
+                .update_one(
+                    doc! { "_id": device },
+                    doc! { "$inc": { "readings": n }, "$max": { "last_seq": last_seq as i64, "last_at": last_at } },
+                )
+                .upsert(true)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
     }
 
     async fn write_device(&self, d: &Device, insert: bool, audit: &[NewAudit]) -> StoreResult<()> {
@@ -179,13 +248,7 @@ impl DeviceStore for MongoStore {
     }
 
     async fn add_device_key(&self, key: &DeviceKeyRecord, audit: &[NewAudit]) -> StoreResult<()> {
-        let d = doc! {
-            "_id": format!("{}:{:020}", key.device_id, key.from_seq),
-            "device_id": &key.device_id,
-            "from_seq": key.from_seq as i64,
-            "public_key": key.public_key.to_string(),
-            "registered_at": ts(key.registered_at),
-        };
+        let d = key_doc(key);
         transaction!(self, |s| {
             let later = self
                 .c
@@ -302,13 +365,12 @@ impl DeviceStore for MongoStore {
                 .await?;
             self.c
                 .device_keys
-                .insert_one(doc! {
-                    "_id": format!("{device_id}:{:020}", 0),
-                    "device_id": &device_id,
-                    "from_seq": 0_i64,
-                    "public_key": e.public_key.to_string(),
-                    "registered_at": ts(e.at),
-                })
+                .insert_one(key_doc(&DeviceKeyRecord {
+                    device_id: device_id.clone(),
+                    public_key: e.public_key,
+                    from_seq: 0,
+                    registered_at: e.at,
+                }))
                 .session(&mut s)
                 .await
                 .map_err(dup(|| format!("key of device {device_id}")))?;
@@ -332,20 +394,9 @@ impl DeviceStore for MongoStore {
         let mut docs = Vec::with_capacity(readings.len());
         let mut shas = Vec::with_capacity(readings.len());
         for n in readings {
-            let r = &n.reading;
-            let sha = hex::encode(Sha256::digest(&n.envelope));
-            docs.push(doc! {
-                "device_id": r.device.as_str(),
-                "sequence": r.seq as i64,
-                "received_at": ts(n.received_at),
-                "envelope_sha256": &sha,
-                "envelope": bin(&n.envelope),
-                "doc": to_bson(r)?,
-                "stable": matches!(r.measurement, Measurement::Weight { stable: true, .. }),
-                "bound_batch": Bson::Null,
-                "binding": Bson::Null,
-            });
-            shas.push(sha);
+            let d = reading_doc(&n.reading, &n.envelope, n.received_at, None)?;
+            shas.push(get_str(&d, "envelope_sha256")?.to_string());
+            docs.push(d);
         }
         let mut failed = std::collections::HashSet::new();
         let opts = InsertManyOptions::builder().ordered(false).build();
@@ -367,16 +418,11 @@ impl DeviceStore for MongoStore {
             }
         }
         let mut out = Vec::with_capacity(readings.len());
-        let mut stats: BTreeMap<&str, (i64, u64, String)> = BTreeMap::new();
+        let mut stats = StatsDelta::new();
         for (i, n) in readings.iter().enumerate() {
             let r = &n.reading;
             if !failed.contains(&i) {
-                let e = stats
-                    .entry(r.device.as_str())
-                    .or_insert((0, 0, String::new()));
-                e.0 += 1;
-                e.1 = e.1.max(r.seq);
-                e.2 = e.2.clone().max(ts(n.received_at));
+                add_to_stats(&mut stats, r.device.as_str(), r.seq, n.received_at);
                 out.push(InsertOutcome::Inserted);
                 continue;
             }
@@ -397,17 +443,7 @@ impl DeviceStore for MongoStore {
                 InsertOutcome::Conflict
             });
         }
-        for (device, (n, last_seq, last_at)) in stats {
-            self.c
-                .reading_stats
-                .update_one(
-                    doc! { "_id": device },
-                    doc! { "$inc": { "readings": n }, "$max": { "last_seq": last_seq as i64, "last_at": last_at } },
-                )
-                .upsert(true)
-                .await
-                .map_err(backend)?;
-        }
+        self.add_reading_stats(stats).await?;
         Ok(out)
     }
 
@@ -453,19 +489,7 @@ impl DeviceStore for MongoStore {
     ) -> StoreResult<()> {
         let docs: Vec<Document> = rejections
             .iter()
-            .map(|r| {
-                doc! {
-                    "at": ts(r.at),
-                    "device_id": opt_str(r.device_id.as_deref()),
-                    "topic": &r.topic,
-                    "reason": &r.reason,
-                    "detail": &r.detail,
-                    "size": r.size as i64,
-                    "payload_sha256": &r.payload_sha256,
-                    "seq": r.seq.map(|s| Bson::Int64(s as i64)).unwrap_or(Bson::Null),
-                    "quarantined": r.quarantined.as_deref().map(bin).unwrap_or(Bson::Null),
-                }
-            })
+            .map(|r| rejection_doc(r, r.quarantined.as_deref()))
             .collect();
         transaction!(self, |s| {
             if !docs.is_empty() {
@@ -901,19 +925,7 @@ impl MongoStore {
 
     pub(super) async fn load_device_dump(&self, d: &DeviceDump) -> StoreResult<()> {
         let device = device_doc(&d.device)?;
-        let keys: Vec<Document> = d
-            .keys
-            .iter()
-            .map(|k| {
-                doc! {
-                    "_id": format!("{}:{:020}", k.device_id, k.from_seq),
-                    "device_id": &k.device_id,
-                    "from_seq": k.from_seq as i64,
-                    "public_key": k.public_key.to_string(),
-                    "registered_at": ts(k.registered_at),
-                }
-            })
-            .collect();
+        let keys: Vec<Document> = d.keys.iter().map(key_doc).collect();
         let codes: Vec<Document> = d
             .enrollment_codes
             .iter()
@@ -1006,44 +1018,23 @@ impl MongoStore {
             return Ok(());
         }
         let mut docs = Vec::with_capacity(readings.len());
-        let mut stats: BTreeMap<&str, (i64, u64, String)> = BTreeMap::new();
+        let mut stats = StatsDelta::new();
         for d in readings {
             let r = &d.reading;
-            docs.push(doc! {
-                "device_id": r.device.as_str(),
-                "sequence": r.seq as i64,
-                "received_at": ts(d.received_at),
-                "envelope_sha256": hex::encode(Sha256::digest(&d.envelope)),
-                "envelope": bin(&d.envelope),
-                "doc": to_bson(r)?,
-                "stable": matches!(r.measurement, Measurement::Weight { stable: true, .. }),
-                "bound_batch": d.binding.as_ref().map(|b| Bson::String(b.batch_id.to_string())).unwrap_or(Bson::Null),
-                "binding": d.binding.as_ref().map(to_bson).transpose()?.unwrap_or(Bson::Null),
-            });
-            let e = stats
-                .entry(r.device.as_str())
-                .or_insert((0, 0, String::new()));
-            e.0 += 1;
-            e.1 = e.1.max(r.seq);
-            e.2 = e.2.clone().max(ts(d.received_at));
+            docs.push(reading_doc(
+                r,
+                &d.envelope,
+                d.received_at,
+                d.binding.as_ref(),
+            )?);
+            add_to_stats(&mut stats, r.device.as_str(), r.seq, d.received_at);
         }
         self.c
             .readings
             .insert_many(docs)
             .await
             .map_err(map_write(|| "reading".to_string()))?;
-        for (device, (n, last_seq, last_at)) in stats {
-            self.c
-                .reading_stats
-                .update_one(
-                    doc! { "_id": device },
-                    doc! { "$inc": { "readings": n }, "$max": { "last_seq": last_seq as i64, "last_at": last_at } },
-                )
-                .upsert(true)
-                .await
-                .map_err(backend)?;
-        }
-        Ok(())
+        self.add_reading_stats(stats).await
     }
 
     pub(super) async fn load_rejection_dumps(
@@ -1053,24 +1044,11 @@ impl MongoStore {
         if rejections.is_empty() {
             return Ok(());
         }
-        // Fresh object ids in file order keep the dump order of the source.
+        // The driver gives each document a fresh object id in file order, which keeps the
+        // source's dump order.
         let docs: Vec<Document> = rejections
             .iter()
-            .map(|d| {
-                let r = &d.rejection;
-                doc! {
-                    "_id": ObjectId::new(),
-                    "at": ts(r.at),
-                    "device_id": opt_str(r.device_id.as_deref()),
-                    "topic": &r.topic,
-                    "reason": &r.reason,
-                    "detail": &r.detail,
-                    "size": r.size as i64,
-                    "payload_sha256": &r.payload_sha256,
-                    "seq": r.seq.map(|s| Bson::Int64(s as i64)).unwrap_or(Bson::Null),
-                    "quarantined": d.quarantined.as_deref().map(bin).unwrap_or(Bson::Null),
-                }
-            })
+            .map(|d| rejection_doc(&d.rejection, d.quarantined.as_deref()))
             .collect();
         self.c
             .ingest_rejections
