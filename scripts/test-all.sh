@@ -43,6 +43,9 @@ fi
 # A missing MongoDB fails the MongoDB tests instead of skipping them.
 export METCON_TEST_REQUIRE_MONGODB=1
 
+# A clean clone builds once: incremental artifacts would only take disk space.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 # Libraries, binaries and integration tests; the benches (harness = false) are run by hand,
 # see docs/benchmarks.md.
 cargo nextest run --workspace --lib --bins --tests --no-fail-fast "$@"
