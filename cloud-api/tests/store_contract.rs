@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 
+use metcon_cloud::reports::csv::CsvWriter;
 use metcon_cloud::reports::generate::{generate, Options};
-use metcon_cloud::reports::{ReportFilter, Window};
+use metcon_cloud::reports::{rows, PageEnd, ReportFilter, Window};
 use metcon_cloud::store::mongo::{MongoOptions, MongoStore};
 use metcon_cloud::store::sqlite::SqliteStore;
 use metcon_cloud::store::*;
@@ -1310,6 +1311,72 @@ async fn answers(s: &dyn Store, now: OffsetDateTime) -> Vec<(String, String)> {
         }
     }
     out.push(("keyset pages".into(), format!("{paged:?}")));
+    // The CSV export's pages hold the same records as the typed rows, written cell by cell.
+    let mut want = CsvWriter::default();
+    let all = s
+        .mass_check_rows(
+            &ReportFilter::default(),
+            Window::After {
+                cursor: None,
+                limit: 1_000_000,
+            },
+        )
+        .await
+        .unwrap();
+    for r in &all.rows {
+        let at = rows::rfc3339(r.at);
+        rows::MassCheckCells::of(r, &at).write(&mut want);
+    }
+    let want = want.into_string();
+    let (mut got, mut cursor, mut pages) = (String::new(), None, 0);
+    loop {
+        let (page, next) = s
+            .mass_check_csv(
+                &ReportFilter::default(),
+                Window::After { cursor, limit: 37 },
+                None,
+                CsvWriter::default(),
+            )
+            .await
+            .unwrap();
+        got.push_str(&page.into_string());
+        pages += 1;
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert!(pages > 2, "{pages} pages");
+    assert_eq!(got, want);
+    // Pages delimited ahead (where the store can) are ranges that add up to the same CSV.
+    let f = ReportFilter::default();
+    if s.mass_check_page_end(&f, None, 37).await.unwrap() != PageEnd::Unknown {
+        let (mut ranged, mut start) = (String::new(), None);
+        loop {
+            let end = match s.mass_check_page_end(&f, start.clone(), 37).await.unwrap() {
+                PageEnd::At(c) => Some(c),
+                PageEnd::Last => None,
+                PageEnd::Unknown => panic!("the store stopped delimiting pages"),
+            };
+            let window = Window::After {
+                cursor: start,
+                limit: u32::MAX,
+            };
+            let (page, _) = s
+                .mass_check_csv(&f, window, end.clone(), CsvWriter::default())
+                .await
+                .unwrap();
+            let page = page.into_string();
+            assert!(end.is_none() || page.matches("\r\n").count() == 37);
+            ranged.push_str(&page);
+            match end {
+                Some(c) => start = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(ranged, want);
+    }
+    out.push(("csv pages".into(), got));
     let mut paged = Vec::new();
     let mut cursor = None;
     loop {

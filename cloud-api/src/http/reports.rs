@@ -23,7 +23,10 @@ use utoipa::IntoParams;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Caller, PathParams, QueryParams};
 use super::AppState;
-use crate::reports::{chart, compute, csv, rows, Cursor, ReportFilter, ReportName, Window};
+use crate::reports::{
+    chart, compute, csv, rows, Cursor, PageEnd, ReportFilter, ReportName, Window,
+};
+use crate::store::{Store, StoreError, StoreResult};
 
 /// Rows per store round trip while exporting.
 const EXPORT_PAGE: u32 = 5000;
@@ -241,40 +244,22 @@ pub async fn export(
     let now = OffsetDateTime::now_utc();
     let mut header = String::new();
     csv::push_record(&mut header, rows::columns(name));
-    // A producer task reads page N+1 while page N is on the wire; the bounded channel keeps
-    // at most two pages in memory, and a client that goes away (the body and with it the
-    // receiver dropped) stops the producer at its next send.
+    // A producer task reads the next pages while earlier ones are on the wire; the bounded
+    // channel and the pages in progress keep at most four pages in memory, and a client that
+    // goes away (the body and with it the receiver dropped) stops the producer at its next
+    // send.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     tokio::spawn(async move {
         if tx.send(Ok(Bytes::from(header))).await.is_err() {
             return;
         }
-        let mut cursor: Option<Cursor> = None;
-        loop {
-            let window = Window::After {
-                cursor: cursor.take(),
-                limit: EXPORT_PAGE,
-            };
-            match rows::page(store.as_ref(), name, &f, now, window).await {
-                Ok((cells, next)) => {
-                    let mut out = String::with_capacity(cells.len() * 160);
-                    for r in &cells {
-                        csv::push_record(&mut out, r);
-                    }
-                    if tx.send(Ok(Bytes::from(out))).await.is_err() {
-                        return;
-                    }
-                    match next {
-                        Some(c) => cursor = Some(c),
-                        None => return,
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, report = name.as_str(), "CSV export failed");
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    return;
-                }
-            }
+        let done = match name {
+            ReportName::MassChecks => export_mass_checks(store, f, &tx).await,
+            _ => export_pages(store, name, f, now, &tx).await,
+        };
+        if let Err(e) = done {
+            tracing::error!(error = %e, report = name.as_str(), "CSV export failed");
+            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
         }
     });
     let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -292,6 +277,123 @@ pub async fn export(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(res)
+}
+
+type Chunks = tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+/// Sends one chunk; `false` once the client has gone.
+async fn send(tx: &Chunks, out: String) -> bool {
+    out.is_empty() || tx.send(Ok(Bytes::from(out))).await.is_ok()
+}
+
+/// Keyset pages through the screen's cells, one after another.
+async fn export_pages(
+    store: Arc<dyn Store>,
+    name: ReportName,
+    f: ReportFilter,
+    now: OffsetDateTime,
+    tx: &Chunks,
+) -> StoreResult<()> {
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let window = Window::After {
+            cursor: cursor.take(),
+            limit: EXPORT_PAGE,
+        };
+        let (cells, next) = rows::page(store.as_ref(), name, &f, now, window).await?;
+        let mut out = String::with_capacity(cells.len() * 160);
+        for r in &cells {
+            csv::push_record(&mut out, r);
+        }
+        if !send(tx, out).await {
+            return Ok(());
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Every mass check (the export that reaches millions of rows), written straight from the
+/// store's rows. Where the store can find page ends from its index, the pages are delimited
+/// ahead and two are read at once (a page is a range, so rows appended meanwhile are neither
+/// lost nor repeated); otherwise one keyset page follows the other.
+async fn export_mass_checks(
+    store: Arc<dyn Store>,
+    f: ReportFilter,
+    tx: &Chunks,
+) -> StoreResult<()> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let page_bytes = EXPORT_PAGE as usize * 160;
+    let first_end = store.mass_check_page_end(&f, None, EXPORT_PAGE).await?;
+    if first_end == PageEnd::Unknown {
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let window = Window::After {
+                cursor: cursor.take(),
+                limit: EXPORT_PAGE,
+            };
+            let (out, next) = store
+                .mass_check_csv(&f, window, None, csv::CsvWriter::with_capacity(page_bytes))
+                .await?;
+            if !send(tx, out.into_string()).await {
+                return Ok(());
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(()),
+            }
+        }
+    }
+    // (start, end) of each page, found one after the other from the index.
+    let ranges =
+        futures_util::stream::try_unfold(Some((None::<Cursor>, Some(first_end))), |state| {
+            let (store, f) = (store.clone(), f.clone());
+            async move {
+                let Some((start, known_end)) = state else {
+                    return Ok(None);
+                };
+                let end = match known_end {
+                    Some(e) => e,
+                    None => {
+                        store
+                            .mass_check_page_end(&f, start.clone(), EXPORT_PAGE)
+                            .await?
+                    }
+                };
+                match end {
+                    PageEnd::At(c) => Ok(Some(((start, Some(c.clone())), Some((Some(c), None))))),
+                    PageEnd::Last => Ok(Some(((start, None), None))),
+                    PageEnd::Unknown => Err(StoreError::Backend(
+                        "the store stopped delimiting export pages".into(),
+                    )),
+                }
+            }
+        });
+    let mut pages = ranges
+        .map_ok(|(start, end)| {
+            let (store, f) = (store.clone(), f.clone());
+            async move {
+                // The range bounds the page; no row limit, so that rows recorded in it since
+                // it was delimited are in it too.
+                let window = Window::After {
+                    cursor: start,
+                    limit: u32::MAX,
+                };
+                store
+                    .mass_check_csv(&f, window, end, csv::CsvWriter::with_capacity(page_bytes))
+                    .await
+            }
+        })
+        .try_buffered(2)
+        .boxed();
+    while let Some((out, _)) = pages.try_next().await? {
+        if !send(tx, out.into_string()).await {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// The report's chart as SVG (drawn server-side with plotters from the report's breakdown).

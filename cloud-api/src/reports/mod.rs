@@ -130,6 +130,41 @@ pub trait ReportStore: Send + Sync {
     /// Newest first.
     async fn mass_check_rows(&self, f: &ReportFilter, w: Window)
         -> StoreResult<Rows<MassCheckRow>>;
+    /// The same rows as [`ReportStore::mass_check_rows`], appended to `out` as CSV records,
+    /// and the cursor after them; with `through` (a [`PageEnd::At`] of this backend), the
+    /// rows stop at that row, inclusive. The largest export has its own method so that a
+    /// backend can write cells straight from its rows; this default goes through the typed
+    /// rows and, like the default [`ReportStore::mass_check_page_end`], knows no page ends.
+    async fn mass_check_csv(
+        &self,
+        f: &ReportFilter,
+        w: Window,
+        through: Option<Cursor>,
+        mut out: csv::CsvWriter,
+    ) -> StoreResult<(csv::CsvWriter, Option<Cursor>)> {
+        if through.is_some() {
+            return Err(crate::store::StoreError::Backend(
+                "this store does not delimit pages ahead".into(),
+            ));
+        }
+        let r = self.mass_check_rows(f, w).await?;
+        for row in &r.rows {
+            let at = rows::rfc3339(row.at);
+            rows::MassCheckCells::of(row, &at).write(&mut out);
+        }
+        Ok((out, r.next))
+    }
+
+    /// Where the page of `limit` mass checks after `cursor` ends, from an index alone. The
+    /// default does not know.
+    async fn mass_check_page_end(
+        &self,
+        _f: &ReportFilter,
+        _cursor: Option<Cursor>,
+        _limit: u32,
+    ) -> StoreResult<PageEnd> {
+        Ok(PageEnd::Unknown)
+    }
 
     async fn wip_groups(&self, f: &ReportFilter, now: OffsetDateTime)
         -> StoreResult<Vec<WipGroup>>;

@@ -51,6 +51,18 @@ pub struct Cursor {
     pub id: i64,
 }
 
+/// Where a keyset page ends, asked before the page is read so that an export can read the
+/// next page while this one is still being read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageEnd {
+    /// The page is full; the next one starts after this cursor.
+    At(Cursor),
+    /// This is the last page.
+    Last,
+    /// The backend cannot tell without reading the page.
+    Unknown,
+}
+
 /// A page of rows and the cursor after its last row (`None` when the page is not full).
 #[derive(Debug, Clone)]
 pub struct Rows<T> {

@@ -162,26 +162,101 @@ pub fn columns(name: ReportName) -> &'static [&'static str] {
     }
 }
 
+/// Where a row's cells go: a screen row (`Vec<String>`) or the CSV export's buffer
+/// ([`super::csv::CsvWriter`]). Rows written through it have the same cells on both.
+pub trait CellSink {
+    fn cell(&mut self, cell: &str);
+    fn int(&mut self, n: i64) {
+        self.cell(&n.to_string());
+    }
+    fn end_row(&mut self);
+}
+
+/// A screen row being filled.
+#[derive(Debug, Default)]
+struct ScreenRow(Vec<String>);
+
+impl CellSink for ScreenRow {
+    fn cell(&mut self, cell: &str) {
+        self.0.push(cell.to_owned());
+    }
+    fn end_row(&mut self) {}
+}
+
+/// A mass check's cells as borrowed text, so that the SQLite export can write them straight
+/// from the database row; `at` is already RFC 3339.
+#[derive(Debug)]
+pub struct MassCheckCells<'a> {
+    pub at: &'a str,
+    pub batch_number: &'a str,
+    pub pipeline: &'a str,
+    pub flow_id: &'a str,
+    pub flow_version: i64,
+    pub station: &'a str,
+    pub step: &'a str,
+    pub operator: &'a str,
+    pub expected: &'a str,
+    pub expected_unit: &'a str,
+    pub actual: &'a str,
+    pub actual_unit: &'a str,
+    pub variance: &'a str,
+    pub variance_pct: Option<&'a str>,
+    pub within: bool,
+    pub source: &'a str,
+    pub fineness_permille: Option<&'a str>,
+}
+
+impl<'a> MassCheckCells<'a> {
+    pub fn of(r: &'a MassCheckRow, at: &'a str) -> MassCheckCells<'a> {
+        MassCheckCells {
+            at,
+            batch_number: &r.batch_number,
+            pipeline: &r.pipeline,
+            flow_id: &r.flow_id,
+            flow_version: i64::from(r.flow_version),
+            station: &r.station,
+            step: &r.step,
+            operator: &r.operator,
+            expected: &r.expected,
+            expected_unit: &r.expected_unit,
+            actual: &r.actual,
+            actual_unit: &r.actual_unit,
+            variance: &r.variance,
+            variance_pct: r.variance_pct.as_deref(),
+            within: r.within,
+            source: &r.source,
+            fineness_permille: r.fineness_permille.as_deref(),
+        }
+    }
+
+    /// One record, in [`columns`] order.
+    pub fn write(&self, out: &mut impl CellSink) {
+        out.cell(self.at);
+        out.cell(self.batch_number);
+        out.cell(self.pipeline);
+        out.cell(self.flow_id);
+        out.int(self.flow_version);
+        out.cell(self.station);
+        out.cell(self.step);
+        out.cell(self.operator);
+        out.cell(self.expected);
+        out.cell(self.expected_unit);
+        out.cell(self.actual);
+        out.cell(self.actual_unit);
+        out.cell(self.variance);
+        out.cell(self.variance_pct.unwrap_or_default());
+        out.cell(if self.within { "within" } else { "out" });
+        out.cell(self.source);
+        out.cell(self.fineness_permille.unwrap_or_default());
+        out.end_row();
+    }
+}
+
 fn mass_check(r: MassCheckRow) -> Vec<String> {
-    vec![
-        rfc3339(r.at),
-        r.batch_number,
-        r.pipeline,
-        r.flow_id,
-        r.flow_version.to_string(),
-        r.station,
-        r.step,
-        r.operator,
-        r.expected,
-        r.expected_unit,
-        r.actual,
-        r.actual_unit,
-        r.variance,
-        opt(&r.variance_pct),
-        if r.within { "within" } else { "out" }.into(),
-        r.source,
-        opt(&r.fineness_permille),
-    ]
+    let at = rfc3339(r.at);
+    let mut row = ScreenRow::default();
+    MassCheckCells::of(&r, &at).write(&mut row);
+    row.0
 }
 
 fn wip(r: WipRow, now: OffsetDateTime) -> Vec<String> {

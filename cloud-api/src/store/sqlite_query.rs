@@ -6,7 +6,7 @@ use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, Row};
 use time::OffsetDateTime;
 
-use super::sqlite::{backend, parse_ts, ts};
+use super::sqlite::{backend, corrupt, parse_ts, ts};
 use super::StoreResult;
 use crate::reports::*;
 
@@ -102,6 +102,49 @@ pub(super) fn t(s: &str) -> StoreResult<OffsetDateTime> {
     parse_ts(s)
 }
 
+/// A text column borrowed from the row (no copy).
+pub(super) fn text<'r>(r: &'r Row<'_>, i: usize) -> StoreResult<&'r str> {
+    r.get_ref(i).map_err(backend)?.as_str().map_err(corrupt)
+}
+
+/// A nullable text column borrowed from the row.
+pub(super) fn opt_text<'r>(r: &'r Row<'_>, i: usize) -> StoreResult<Option<&'r str>> {
+    r.get_ref(i)
+        .map_err(backend)?
+        .as_str_or_null()
+        .map_err(corrupt)
+}
+
+/// Appends a stored timestamp as RFC 3339 the way [`crate::reports::rows::rfc3339`] writes
+/// it (fraction without trailing zeros, none if zero). The store writes one fixed shape
+/// (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, see `sqlite::ts`), which is rewritten without parsing;
+/// anything else goes through the parser.
+pub(super) fn stored_ts_as_rfc3339(s: &str, out: &mut String) -> StoreResult<()> {
+    let b = s.as_bytes();
+    let canonical = b.len() == 27
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            26 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    if !canonical {
+        out.push_str(&crate::reports::rows::rfc3339(parse_ts(s)?));
+        return Ok(());
+    }
+    let frac = s[20..26].trim_end_matches('0');
+    if frac.is_empty() {
+        out.push_str(&s[..19]);
+    } else {
+        out.push_str(&s[..20]);
+        out.push_str(frac);
+    }
+    out.push('Z');
+    Ok(())
+}
+
 pub(super) fn opt_t(s: Option<String>) -> StoreResult<Option<OffsetDateTime>> {
     s.as_deref().map(parse_ts).transpose()
 }
@@ -174,4 +217,30 @@ pub(super) fn exception_where(f: &ReportFilter) -> Where {
     w.opt_str("raised_by", &f.operator);
     w.opt_str("kind", &f.kind);
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::rows::rfc3339;
+
+    /// The rewrite of stored timestamps gives exactly what parsing and formatting give.
+    #[test]
+    fn stored_timestamps_rewrite_like_the_formatter() {
+        let base = OffsetDateTime::from_unix_timestamp(1_780_000_000).expect("in range");
+        for micros in [0, 1, 10, 100, 120_000, 123_456, 500_000, 999_999, 40] {
+            let t = base + time::Duration::microseconds(micros);
+            let stored = ts(t);
+            let mut out = String::new();
+            stored_ts_as_rfc3339(&stored, &mut out).expect("canonical");
+            assert_eq!(out, rfc3339(t), "{stored}");
+        }
+        // Other RFC 3339 shapes go through the parser and still come out the same way.
+        let mut out = String::new();
+        stored_ts_as_rfc3339("2026-05-28T20:26:40.5+00:00", &mut out).expect("parses");
+        assert_eq!(out, "2026-05-28T20:26:40.5Z");
+        let mut out = String::new();
+        assert!(stored_ts_as_rfc3339("2026-05-28 20:26", &mut out).is_err());
+        assert!(stored_ts_as_rfc3339("2026-05-28T20:26:40.12345xZ", &mut out).is_err());
+    }
 }

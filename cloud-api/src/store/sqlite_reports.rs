@@ -9,6 +9,8 @@ use time::OffsetDateTime;
 use super::sqlite::{backend, SqliteStore};
 use super::sqlite_query::*;
 use super::StoreResult;
+use crate::reports::csv::CsvWriter;
+use crate::reports::rows::MassCheckCells;
 use crate::reports::*;
 
 #[async_trait]
@@ -99,6 +101,101 @@ impl ReportStore for SqliteStore {
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
             Ok(rows_with_cursor(rows, limit))
+        })
+        .await
+    }
+
+    async fn mass_check_csv(
+        &self,
+        f: &ReportFilter,
+        win: Window,
+        through: Option<Cursor>,
+        mut out: CsvWriter,
+    ) -> StoreResult<(CsvWriter, Option<Cursor>)> {
+        let mut w = mass_check_where(f, false);
+        self.read(move |c| {
+            if let Some(end) = through {
+                w.args.push(end.key.into());
+                w.args.push(end.id.into());
+                let n = w.args.len();
+                w.clauses.push(format!("(at, id) >= (?{}, ?{n})", n - 1));
+            }
+            let (tail, limit) = w.window(&win, "at", "id", "<");
+            let sql = format!(
+                "SELECT id, at, batch_number, pipeline, flow_id, flow_version, station, step, operator,
+                   expected, expected_unit, actual, actual_unit, variance, variance_pct, within, source, fineness_permille
+                 FROM rm_mass_checks WHERE {} ORDER BY at DESC, id DESC {tail}",
+                w.sql()
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+            let mut rows = stmt
+                .query(params_from_iter(w.args.iter()))
+                .map_err(backend)?;
+            let (mut n, mut last) = (0u32, None);
+            let mut at = String::with_capacity(32);
+            while let Some(r) = rows.next().map_err(backend)? {
+                let stored_at = text(r, 1)?;
+                at.clear();
+                stored_ts_as_rfc3339(stored_at, &mut at)?;
+                MassCheckCells {
+                    at: &at,
+                    batch_number: text(r, 2)?,
+                    pipeline: text(r, 3)?,
+                    flow_id: text(r, 4)?,
+                    flow_version: r.get(5).map_err(backend)?,
+                    station: text(r, 6)?,
+                    step: text(r, 7)?,
+                    operator: text(r, 8)?,
+                    expected: text(r, 9)?,
+                    expected_unit: text(r, 10)?,
+                    actual: text(r, 11)?,
+                    actual_unit: text(r, 12)?,
+                    variance: text(r, 13)?,
+                    variance_pct: opt_text(r, 14)?,
+                    within: r.get::<_, i64>(15).map_err(backend)? != 0,
+                    source: text(r, 16)?,
+                    fineness_permille: opt_text(r, 17)?,
+                }
+                .write(&mut out);
+                n += 1;
+                if n == limit {
+                    last = Some(Cursor {
+                        key: stored_at.to_owned(),
+                        id: r.get(0).map_err(backend)?,
+                    });
+                }
+            }
+            Ok((out, last))
+        })
+        .await
+    }
+
+    async fn mass_check_page_end(
+        &self,
+        f: &ReportFilter,
+        cursor: Option<Cursor>,
+        limit: u32,
+    ) -> StoreResult<PageEnd> {
+        let mut w = mass_check_where(f, false);
+        if limit == 0 {
+            return Ok(PageEnd::Last);
+        }
+        self.read(move |c| {
+            // The same WHERE and order as `mass_check_csv`; with no filter (or one the
+            // indexes cover) this walks the (at, id) index without touching the rows.
+            w.window(&Window::After { cursor, limit }, "at", "id", "<");
+            let sql = format!(
+                "SELECT at, id FROM rm_mass_checks WHERE {} ORDER BY at DESC, id DESC LIMIT 1 OFFSET {}",
+                w.sql(),
+                limit - 1
+            );
+            let end = query(c, &sql, &w.args, |r| {
+                Ok(Cursor {
+                    key: r.get(0)?,
+                    id: r.get(1)?,
+                })
+            })?;
+            Ok(end.into_iter().next().map_or(PageEnd::Last, PageEnd::At))
         })
         .await
     }

@@ -64,6 +64,21 @@ async fn timed(c: &reqwest::Client, url: &str, token: &str) -> Result<(Duration,
     Ok((d, v))
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_s(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // The fields after the command name (which is in parentheses): utime is the
+            // 12th, stime the 13th; both in clock ticks (100 per second on Linux).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -231,6 +246,7 @@ async fn main() -> Result<()> {
             samples
         })
     };
+    let cpu_before = cpu_s(pid);
     let t = Instant::now();
     let mut res = c
         .get(format!("{base}/api/reports/mass-checks/csv"))
@@ -243,20 +259,27 @@ async fn main() -> Result<()> {
         lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
     }
     let d = t.elapsed();
+    let server_cpu = cpu_s(pid) - cpu_before;
     done.store(true, Ordering::Relaxed);
     let samples = sampler.join().unwrap_or_default();
     let rows = lines.saturating_sub(1);
-    let quarter = samples.get(samples.len() / 4).copied().unwrap_or(0);
+    let at = |n: usize| samples.get(samples.len() * n / 4).copied().unwrap_or(0) / 1024;
     let last = samples.last().copied().unwrap_or(0);
     println!(
-        "\nCSV export: {rows} rows, {:.0} MiB in {:.2} s = {:.0} rows/s; server RSS before {} MiB, at 25 % {} MiB, at the end {} MiB, peak {} MiB",
+        "\nCSV export: {rows} rows, {:.0} MiB in {:.2} s = {:.0} rows/s; server RSS before {} MiB, at 25/50/75 % {}/{}/{} MiB, at the end {} MiB, peak {} MiB",
         bytes as f64 / 1048576.0,
         d.as_secs_f64(),
         rows as f64 / d.as_secs_f64(),
         rss_before / 1024,
-        quarter / 1024,
+        at(1),
+        at(2),
+        at(3),
         last / 1024,
         peak.load(Ordering::Relaxed) / 1024
+    );
+    println!(
+        "CSV export: server CPU {server_cpu:.2} s ({:.2} µs per row)",
+        server_cpu * 1e6 / rows.max(1) as f64
     );
 
     // Mass balance: a date range of batches holding about 10,000 batches, then everything.
