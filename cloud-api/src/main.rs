@@ -240,11 +240,12 @@ async fn run(command: Command, config: Config) -> Result<()> {
                     .context("while generating history")?;
             bar.finish();
             println!(
-                "generated {} batches, {} events, {} mass checks ({} out of tolerance) in {:.1} s",
+                "generated {} batches, {} events, {} mass checks ({} out of tolerance, {} OCR mismatches) in {:.1} s",
                 summary.batches,
                 summary.events,
                 summary.mass_checks,
                 summary.out_of_tolerance,
+                summary.ocr_mismatches,
                 started.elapsed().as_secs_f64()
             );
             Ok(())

@@ -349,6 +349,10 @@ async fn every_report_matches_a_brute_force_computation_over_the_raw_events() {
                     kind: FlagKind::Manual,
                     ..
                 } => "manual_flag",
+                BatchEvent::FlagRaised {
+                    kind: FlagKind::OcrMismatch,
+                    ..
+                } => "ocr_mismatch",
                 BatchEvent::Overridden { .. } => "override",
                 BatchEvent::Blocked { .. } => "blocked",
                 BatchEvent::MassChecked {
@@ -409,6 +413,33 @@ async fn every_report_matches_a_brute_force_computation_over_the_raw_events() {
         .csv("/api/reports/exceptions/csv?kind=out_of_tolerance")
         .await;
     assert_eq!(rows.len(), kinds["out_of_tolerance"]);
+    // OCR mismatches: counted in the summary, filterable, with who cleared them and why.
+    let mismatches = kinds.get("ocr_mismatch").copied().unwrap_or(0);
+    assert!(mismatches > 0, "the generated history has OCR mismatches");
+    let summary = c.report("/api/reports/exceptions").await;
+    assert_eq!(summary["summary"]["ocr_mismatches"], mismatches);
+    let (header, rows) = c.csv("/api/reports/exceptions/csv?kind=ocr_mismatch").await;
+    assert_eq!(rows.len(), mismatches);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let mut approved = 0;
+    for r in &rows {
+        assert_eq!(r[col("kind")], "ocr_mismatch");
+        assert!(
+            r[col("reason")].contains("the serial value stands"),
+            "{r:?}"
+        );
+        // The newest may still wait for a supervisor when the history ends.
+        match r[col("decision")].as_str() {
+            "approved" => {
+                approved += 1;
+                assert!(r[col("decided_by")].starts_with("sup-"), "{r:?}");
+                assert!(r[col("decision_reason")].contains("glare"), "{r:?}");
+            }
+            "open" => assert!(r[col("decided_by")].is_empty(), "{r:?}"),
+            other => panic!("decision {other}: {r:?}"),
+        }
+    }
+    assert!(approved > 0);
 
     // --- cycle times and WIP, from station visits replayed with the flows ----------------
     let mut visits: BTreeMap<String, Vec<i64>> = BTreeMap::new();

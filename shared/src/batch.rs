@@ -117,6 +117,10 @@ pub enum FlagKind {
     OutOfTolerance,
     /// Raised by a person; approving clears it and the batch continues where it was.
     Manual,
+    /// The display in a device reading's photo, read by OCR, differs from the signed serial
+    /// value by more than the display's resolution. The signed value stands; approving
+    /// clears the flag and the batch continues where it was.
+    OcrMismatch,
 }
 
 /// Something to do to a batch.
@@ -137,6 +141,16 @@ pub enum BatchCommand {
     },
     RaiseFlag {
         reason: String,
+    },
+    /// The OCR cross-check of a recorded device mass check: the value read from the photo of
+    /// the scale's display beside the signed serial value. Raises an
+    /// [`FlagKind::OcrMismatch`] flag when they differ by more than `resolution` (the
+    /// display's last digit); otherwise it yields no events.
+    CrossCheckDisplay {
+        step_id: String,
+        serial: Mass,
+        display: Mass,
+        resolution: Mass,
     },
     ApproveFlag {
         flag_id: u64,
@@ -630,6 +644,54 @@ impl BatchState {
                     step_id: step.step_id.clone(),
                     step_index: index,
                     reason,
+                }])
+            }
+            C::CrossCheckDisplay {
+                step_id,
+                serial,
+                display,
+                resolution,
+            } => {
+                require(actor, Permission::ExecuteSteps, "cross-check mass checks")?;
+                if !matches!(self.status, S::InProgress | S::Flagged) {
+                    return Err(self.wrong_status("flag an OCR mismatch"));
+                }
+                // The step must be a mass check this batch has reached.
+                let unknown = || BatchError::UnknownStep {
+                    step_id: step_id.clone(),
+                    flow_id: self.flow_id.clone(),
+                    flow_version: self.flow_version,
+                };
+                let index = flow.index_of(step_id).ok_or_else(unknown)?;
+                if index > self.cursor {
+                    return Err(BatchError::NotCurrentStep {
+                        step_id: step_id.clone(),
+                        current: Self::step_label(flow, self.cursor),
+                    });
+                }
+                let (station, step) = flow.step_at(index).ok_or_else(unknown)?;
+                if !matches!(step.kind, StepKind::MassCheck { .. }) {
+                    return Err(BatchError::WrongStepType {
+                        step_id: step_id.clone(),
+                        expected: step.kind.type_name(),
+                        got: "mass_check",
+                    });
+                }
+                let unit = serial.unit();
+                let gap = (display.to_unit(unit).value() - serial.value()).abs();
+                if gap <= resolution.to_unit(unit).value().abs() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![BatchEvent::FlagRaised {
+                    flag_id: self.version + 1,
+                    kind: FlagKind::OcrMismatch,
+                    station_id: station.station_id.clone(),
+                    step_id: step.step_id.clone(),
+                    step_index: index,
+                    reason: format!(
+                        "the display reads {display}, the signed serial reading is {serial} \
+                         (resolution {resolution}); the serial value stands"
+                    ),
                 }])
             }
             C::ApproveFlag { flag_id, reason } | C::RejectFlag { flag_id, reason } => {

@@ -303,11 +303,15 @@ async fn exceptions<S: ReportStore + ?Sized>(store: &S, f: &ReportFilter) -> Sto
             *by_approver.entry(by).or_default() += g.count;
         }
     }
+    let ocr_mismatches: u64 = groups
+        .iter()
+        .filter(|g| g.kind == "ocr_mismatch")
+        .map(|g| g.count)
+        .sum();
     let summary = json!({
         "total": total,
         "open": open,
-        "ocr_mismatches": Value::Null,
-        "note": "OCR mismatches appear here once OCR results are recorded (OCR issue).",
+        "ocr_mismatches": ocr_mismatches,
     });
     let breakdowns = json!({
         "by_kind": by_kind.into_iter().map(|(k, d)| json!({

@@ -28,7 +28,8 @@ pub struct ReportFilter {
     pub within: Option<bool>,
     pub flow_id: Option<String>,
     pub flow_version: Option<u32>,
-    /// Exceptions: `out_of_tolerance`, `manual_flag`, `override`, `blocked`, `manual_entry`.
+    /// Exceptions: `out_of_tolerance`, `manual_flag`, `ocr_mismatch`, `override`, `blocked`,
+    /// `manual_entry`.
     pub kind: Option<String>,
     /// WIP: batch status.
     pub status: Option<String>,

@@ -267,6 +267,7 @@ pub(crate) fn project(
                 let k = match kind {
                     FlagKind::OutOfTolerance => "out_of_tolerance",
                     FlagKind::Manual => "manual_flag",
+                    FlagKind::OcrMismatch => "ocr_mismatch",
                 };
                 insert_exception(tx, state, rec, k, station_id, step_id, reason, "open")?;
             }
@@ -279,7 +280,7 @@ pub(crate) fn project(
                 };
                 tx.prepare_cached(
                     "UPDATE rm_exceptions SET decision = ?3, decided_by = ?4, decided_at = ?5, decision_reason = ?6
-                     WHERE batch_id = ?1 AND seq = ?2 AND kind IN ('out_of_tolerance', 'manual_flag')",
+                     WHERE batch_id = ?1 AND seq = ?2 AND kind IN ('out_of_tolerance', 'manual_flag', 'ocr_mismatch')",
                 )
                 .map_err(backend)?
                 .execute(params![batch_id, *flag_id as i64, decision, rec.actor.username, ts(rec.at), reason])

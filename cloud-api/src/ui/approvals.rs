@@ -30,6 +30,7 @@ fn row(i: ApprovalItem) -> ApprovalRow {
         kind: match i.flag.kind {
             FlagKind::OutOfTolerance => "out of tolerance".into(),
             FlagKind::Manual => "flag".into(),
+            FlagKind::OcrMismatch => "OCR mismatch".into(),
         },
         station: i.flag.station_id,
         step: i.flag.step_id,

@@ -148,6 +148,7 @@ pub(super) async fn show(
             kind: match f.kind {
                 FlagKind::OutOfTolerance => "Out of tolerance".into(),
                 FlagKind::Manual => "Flag".into(),
+                FlagKind::OcrMismatch => "Display differs from the scale (OCR)".into(),
             },
             step: f.step_id.clone(),
             reason: f.reason.clone(),

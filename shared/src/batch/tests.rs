@@ -174,6 +174,14 @@ fn reject(flag_id: u64) -> BatchCommand {
 fn raise(r: &str) -> BatchCommand {
     BatchCommand::RaiseFlag { reason: reason(r) }
 }
+fn cross_check(step_id: &str, serial: &str, display: &str) -> BatchCommand {
+    BatchCommand::CrossCheckDisplay {
+        step_id: step_id.into(),
+        serial: g(serial),
+        display: g(display),
+        resolution: g("0.1"),
+    }
+}
 fn block() -> BatchCommand {
     BatchCommand::Block {
         reason: reason("scale under maintenance"),
@@ -355,10 +363,79 @@ fn every_command(flow: &FlowContent, state: &BatchState) -> Vec<BatchCommand> {
             ));
         }
     }
+    for (_, s) in flow.steps() {
+        for display in ["150", "151.3"] {
+            out.push(cross_check(&s.step_id, "150", display));
+        }
+    }
     for f in &state.flags {
         out.push(approve(f.flag_id));
         out.push(reject(f.flag_id));
     }
     out.push(approve(999));
     out
+}
+
+#[test]
+fn an_ocr_mismatch_beyond_the_resolution_flags_and_the_serial_value_stands() {
+    let mut run = Run::at_assay();
+    // Within the display's last digit: nothing happens.
+    assert_eq!(
+        run.ok(&op_recv(), cross_check("recv-weigh", "150.2", "150.3")),
+        vec![]
+    );
+    // Units are converted exactly before comparing.
+    let in_kg = BatchCommand::CrossCheckDisplay {
+        step_id: "recv-weigh".into(),
+        serial: g("150.2"),
+        display: Mass::parse("0.1503", "kg").expect("test literal"),
+        resolution: g("0.1"),
+    };
+    assert_eq!(run.ok(&op_recv(), in_kg), vec![]);
+    assert_eq!(run.state.status, BatchStatus::InProgress);
+    // Beyond it: an OCR-mismatch flag on the weighing, and the batch waits.
+    let events = run.ok(&op_recv(), cross_check("recv-weigh", "150.2", "158.2"));
+    let [BatchEvent::FlagRaised {
+        kind,
+        step_id,
+        step_index,
+        reason,
+        ..
+    }] = events.as_slice()
+    else {
+        panic!("one flag: {events:?}");
+    };
+    assert_eq!(*kind, FlagKind::OcrMismatch);
+    assert_eq!((step_id.as_str(), *step_index), ("recv-weigh", 2));
+    assert!(
+        reason.contains("158.2 g") && reason.contains("150.2 g"),
+        "{reason}"
+    );
+    assert_eq!(run.state.status, BatchStatus::Flagged);
+    // Approving clears it; the step stays done with the signed value, nothing is redone.
+    let flag_id = run.last_seq();
+    run.ok(&sup1(), approve(flag_id));
+    assert_eq!(run.state.status, BatchStatus::InProgress);
+    assert_eq!(run.state.cursor, 3);
+}
+
+#[test]
+fn an_ocr_cross_check_needs_a_reached_mass_check_step_and_the_right_role() {
+    let mut run = Run::at_weigh();
+    assert!(matches!(
+        run.err(&op_recv(), cross_check("assay-sign", "150", "160")),
+        BatchError::NotCurrentStep { .. }
+    ));
+    assert!(matches!(
+        run.err(&op_recv(), cross_check("recv-check", "150", "160")),
+        BatchError::WrongStepType { .. }
+    ));
+    assert!(matches!(
+        run.err(&op_recv(), cross_check("no-such-step", "150", "160")),
+        BatchError::UnknownStep { .. }
+    ));
+    assert!(matches!(
+        run.err(&analyst(), cross_check("recv-weigh", "150", "160")),
+        BatchError::Forbidden { .. }
+    ));
 }

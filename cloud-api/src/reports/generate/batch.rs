@@ -351,6 +351,7 @@ fn weigh(
         if let Some(f) = fineness {
             note = Some(format!("fineness={f}"));
         }
+        let from_device = matches!(source, MassSource::Device { .. });
         let before = sim.state.version;
         if !sim.run(
             op,
@@ -365,6 +366,37 @@ fn weigh(
         }
         summary.mass_checks += 1;
         if sim.state.status != BatchStatus::Flagged {
+            // Now and then glare makes the camera's display read differ from the signed
+            // serial value: an OCR-mismatch flag that a supervisor clears.
+            if from_device && sim.rng.gen_bool(0.01) {
+                sim.wait(1.0);
+                let flags = sim.state.flags.len();
+                if !sim.run(
+                    op,
+                    BatchCommand::CrossCheckDisplay {
+                        step_id: step_id.into(),
+                        serial: grams(actual),
+                        display: grams(actual + 8.0),
+                        resolution: Mass::new(Decimal::new(1, 2), MassUnit::G)
+                            .expect("a positive mass"),
+                    },
+                )? {
+                    return Ok(false);
+                }
+                if sim.state.flags.len() > flags {
+                    summary.ocr_mismatches += 1;
+                    let flag_id = sim.state.version;
+                    sim.wait(60.0);
+                    let sup = people.supervisor(sim.rng).clone();
+                    return sim.run(
+                        &sup,
+                        BatchCommand::ApproveFlag {
+                            flag_id,
+                            reason: "glare on the display; the serial reading is right".into(),
+                        },
+                    );
+                }
+            }
             return Ok(true);
         }
         summary.out_of_tolerance += 1;

@@ -49,6 +49,7 @@ pub struct Summary {
     pub events: u64,
     pub mass_checks: u64,
     pub out_of_tolerance: u64,
+    pub ocr_mismatches: u64,
 }
 
 const STATIONS: [&str; 5] = ["receiving", "refining", "assay", "casting", "qc"];

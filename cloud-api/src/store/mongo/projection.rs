@@ -189,6 +189,7 @@ impl ReadModel {
                 let k = match kind {
                     FlagKind::OutOfTolerance => "out_of_tolerance",
                     FlagKind::Manual => "manual_flag",
+                    FlagKind::OcrMismatch => "ocr_mismatch",
                 };
                 self.raise(rec, k, station_id, step_id, reason, "open");
             }
@@ -200,7 +201,11 @@ impl ReadModel {
                     "rejected"
                 };
                 for e in self.exceptions.iter_mut().filter(|e| {
-                    e.seq == *flag_id && (e.kind == "out_of_tolerance" || e.kind == "manual_flag")
+                    e.seq == *flag_id
+                        && matches!(
+                            e.kind.as_str(),
+                            "out_of_tolerance" | "manual_flag" | "ocr_mismatch"
+                        )
                 }) {
                     e.decision = decision.into();
                     e.decided_by = Some(rec.actor.username.clone());
