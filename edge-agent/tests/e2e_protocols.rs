@@ -88,6 +88,12 @@ fn run_link(
                 sub.command(&format!(r#"{{"cmd":"capture","request_id":"t{seq}"}}"#))
             }
             Trigger::Print => {
+                // A printed frame counts as stable only after the agent's stability filter
+                // has seen its last 3 frames stable (the default `stable_count`); a
+                // continuous scale sends 20 a second, so give it a few after settling.
+                // (Printing the very moment the scale settles yields an unstable reading,
+                // which is right, and which made this test flaky under load.)
+                std::thread::sleep(Duration::from_millis(400));
                 sim.cmd("print");
             }
         }
