@@ -6,6 +6,7 @@
 pub mod api;
 pub mod browser;
 pub mod edge;
+pub mod fleet;
 pub mod mosquitto;
 pub mod poll;
 pub mod scale_sim;

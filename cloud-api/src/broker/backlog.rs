@@ -73,6 +73,10 @@ impl Backlog {
             return;
         }
         let deadline = tokio::time::Instant::now() + self.max_wait;
+        if self.in_flight() + n > self.limit {
+            // How often a device's socket was held back: operators see ingest falling behind.
+            metrics::counter!("metcon_broker_backlog_waits_total").increment(1);
+        }
         while self.in_flight() + n > self.limit {
             let room = self.room.notified();
             tokio::pin!(room);

@@ -24,29 +24,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use ed25519_dalek::SigningKey;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
-use metcon_e2e::api::{Api, Tokens};
 use metcon_e2e::edge::Edge;
-use metcon_e2e::mosquitto::Mosquitto;
+use metcon_e2e::fleet::{enroll_many, options, run_device, setup, signed, total_stored, Setup};
 use metcon_e2e::scale_sim::Sim;
-use metcon_e2e::{sibling_binary, Server};
-use metcon_shared::device::EnrollResponse;
-use metcon_shared::mass::MassUnit;
-use metcon_shared::reading::{sign, Measurement, Reading, FORMAT_VERSION};
-use metcon_shared::topic::DeviceId;
-use reqwest::Method;
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, TlsConfiguration, Transport};
-use serde_json::{json, Value};
-use time::OffsetDateTime;
+use rumqttc::MqttOptions;
+use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum BrokerKind {
     Embedded,
     Mosquitto,
+}
+
+impl From<BrokerKind> for metcon_e2e::fleet::BrokerKind {
+    fn from(k: BrokerKind) -> Self {
+        match k {
+            BrokerKind::Embedded => metcon_e2e::fleet::BrokerKind::Embedded,
+            BrokerKind::Mosquitto => metcon_e2e::fleet::BrokerKind::Mosquitto,
+        }
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -78,187 +78,6 @@ enum What {
         #[arg(long, default_value_t = 100)]
         trials: usize,
     },
-}
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    server: Server,
-    api: Api,
-    t: Tokens,
-    broker: (String, u16, Option<std::path::PathBuf>),
-    _mosquitto: Option<Mosquitto>,
-}
-
-async fn setup(kind: BrokerKind) -> Result<Setup> {
-    let dir = tempfile::tempdir()?;
-    let mosquitto = matches!(kind, BrokerKind::Mosquitto).then(Mosquitto::start);
-    let env: Vec<(String, String)> = match &mosquitto {
-        Some(m) => m.cloud_env(),
-        None => vec![],
-    };
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let server = Server::start(&sibling_binary("metcon-cloud")?, dir.path(), &env)?;
-    let api = Api::new(&server.base);
-    let t = api
-        .bootstrap(server.setup_token.as_deref().context("setup token")?)
-        .await;
-    let broker = match &mosquitto {
-        Some(m) => ("127.0.0.1".to_string(), m.port, Some(m.ca_file())),
-        None => {
-            let gate = server
-                .broker
-                .clone()
-                .context("no embedded broker address")?;
-            let (h, p) = gate.rsplit_once(':').context("broker address")?;
-            (h.to_string(), p.parse()?, None)
-        }
-    };
-    Ok(Setup {
-        _dir: dir,
-        server,
-        api,
-        t,
-        broker,
-        _mosquitto: mosquitto,
-    })
-}
-
-struct Device {
-    id: String,
-    key: SigningKey,
-    creds: EnrollResponse,
-}
-
-async fn enroll_many(s: &Setup, n: usize) -> Vec<Device> {
-    let mut out = Vec::new();
-    for i in 0..n {
-        let id = format!("bench-{i:03}");
-        let code = s
-            .api
-            .register_device(&s.t.admin, &id, "mt-sics", "/dev/null")
-            .await;
-        let key = SigningKey::from_bytes(&[(i % 250) as u8 + 1; 32]);
-        let (st, v) = s
-            .api
-            .call(
-                Method::POST,
-                "/api/enroll",
-                None,
-                Some(json!({ "code": code, "public_key": hex::encode(key.verifying_key().to_bytes()), "agent_version": "bench" })),
-            )
-            .await;
-        assert_eq!(st, 200, "{v}");
-        out.push(Device {
-            id,
-            key,
-            creds: serde_json::from_value(v).expect("enrollment answer"),
-        });
-    }
-    out
-}
-
-fn signed(d: &Device, seq: u64) -> Vec<u8> {
-    let r = Reading {
-        v: FORMAT_VERSION,
-        device: DeviceId::parse(&d.id).expect("id"),
-        seq,
-        measurement: Measurement::Weight {
-            net: rust_decimal::Decimal::new(148_300 + (seq % 100) as i64, 3),
-            gross: None,
-            tare: None,
-            unit: MassUnit::G,
-            stable: true,
-        },
-        scale_serial: Some("B123456789".into()),
-        raw_line: "S S    148.300 g".into(),
-        device_time: OffsetDateTime::now_utc(),
-        frame_sha256: None,
-        capture_request: None,
-    };
-    sign(&r, &d.key).expect("sign").into_bytes()
-}
-
-fn options(s: &Setup, d: &Device) -> MqttOptions {
-    let mut o = MqttOptions::new(
-        format!("metcon-edge-{}", d.id),
-        s.broker.0.clone(),
-        s.broker.1,
-    );
-    o.set_credentials(d.creds.username.clone(), d.creds.password.clone());
-    o.set_keep_alive(Duration::from_secs(30));
-    o.set_inflight(200);
-    if let Some(ca) = &s.broker.2 {
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
-            ca: std::fs::read(ca).expect("ca"),
-            alpn: None,
-            client_auth: None,
-        }));
-    }
-    o
-}
-
-async fn total_stored(s: &Setup) -> u64 {
-    let v = s
-        .api
-        .must(Method::GET, "/api/devices", &s.t.admin, None, 200)
-        .await;
-    v.as_array()
-        .map(|a| a.iter().filter_map(|d| d["readings"].as_u64()).sum())
-        .unwrap_or(0)
-}
-
-/// Publishes `payloads` in order with QoS 1, at most `window` unacknowledged, pacing each
-/// publish at `at(i)` if given; records publish instants.
-async fn run_device(
-    o: MqttOptions,
-    topic: String,
-    payloads: Vec<Vec<u8>>,
-    start: Instant,
-    interval: Option<Duration>,
-    sent: Arc<Mutex<HashMap<(String, u64), Instant>>>,
-    device: String,
-) {
-    let (client, mut events) = AsyncClient::new(o, 256);
-    let acked = Arc::new(AtomicU64::new(0));
-    let acks = acked.clone();
-    let pump = tokio::spawn(async move {
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Incoming::PubAck(_))) => {
-                    acks.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Event::Incoming(Incoming::Disconnect)) | Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                _ => {}
-            }
-        }
-    });
-    let n = payloads.len() as u64;
-    for (i, p) in payloads.into_iter().enumerate() {
-        if let Some(every) = interval {
-            let due = start + every * i as u32;
-            tokio::time::sleep_until(due.into()).await;
-            sent.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((device.clone(), i as u64 + 1), Instant::now());
-        }
-        if client
-            .publish(&topic, QoS::AtLeastOnce, false, p)
-            .await
-            .is_err()
-        {
-            break;
-        }
-    }
-    // `publish` only queues: keep the connection until the broker has acknowledged every
-    // reading (as an edge agent keeps its outbox), within a generous bound.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while acked.load(Ordering::Relaxed) < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    pump.abort();
 }
 
 async fn throughput(s: Setup, devices: usize, per_device: u64) -> Result<()> {
@@ -481,7 +300,7 @@ async fn kiosk(s: Setup, trials: usize) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let s = setup(args.broker).await?;
+    let s = setup(args.broker.into()).await?;
     match args.what {
         What::Throughput {
             devices,
