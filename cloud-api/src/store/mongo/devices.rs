@@ -154,6 +154,24 @@ impl MongoStore {
             .map_err(backend)
     }
 
+    /// The first `limit` documents of `filter` in `sort` order.
+    async fn first_docs(
+        &self,
+        c: &mongodb::Collection<Document>,
+        filter: Document,
+        sort: Document,
+        limit: u32,
+    ) -> StoreResult<Vec<Document>> {
+        c.find(filter)
+            .sort(sort)
+            .limit(i64::from(limit))
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)
+    }
+
     async fn add_reading_stats(&self, stats: StatsDelta<'_>) -> StoreResult<()> {
         for (device, (n, last_seq, last_at)) in stats {
             self.c
@@ -468,17 +486,9 @@ impl DeviceStore for MongoStore {
         if unbound_only {
             filter.insert("bound_batch", Bson::Null);
         }
-        let docs: Vec<Document> = self
-            .c
-            .readings
-            .find(filter)
-            .sort(doc! { "sequence": -1 })
-            .limit(limit as i64)
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
+        let docs = self
+            .first_docs(&self.c.readings, filter, doc! { "sequence": -1 }, limit)
+            .await?;
         docs.iter().map(reading_from).collect()
     }
 
@@ -841,17 +851,14 @@ impl MongoStore {
             ] },
             None => doc! {},
         };
-        let docs: Vec<Document> = self
-            .c
-            .readings
-            .find(filter)
-            .sort(doc! { "device_id": 1, "sequence": 1 })
-            .limit(limit as i64)
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
+        let docs = self
+            .first_docs(
+                &self.c.readings,
+                filter,
+                doc! { "device_id": 1, "sequence": 1 },
+                limit,
+            )
+            .await?;
         docs.iter()
             .map(|d| {
                 let stored = reading_from(d)?;
@@ -878,17 +885,9 @@ impl MongoStore {
             }
             None => doc! {},
         };
-        let docs: Vec<Document> = self
-            .c
-            .ingest_rejections
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(limit as i64)
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
+        let docs = self
+            .first_docs(&self.c.ingest_rejections, filter, doc! { "_id": 1 }, limit)
+            .await?;
         docs.iter()
             .map(|d| {
                 let id = d
