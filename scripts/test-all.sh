@@ -43,6 +43,18 @@ fi
 # A missing MongoDB fails the MongoDB tests instead of skipping them.
 export METCON_TEST_REQUIRE_MONGODB=1
 
+# The S3 photo store's tests run against s3s-fs, a real S3-compatible server that checks
+# SigV4 signatures, started by the tests on a free port (0.14.1: later versions need a newer
+# compiler). Built once and cached; a missing one fails the S3 tests instead of skipping them.
+if [ -z "${METCON_TEST_S3S_FS:-}" ]; then
+  S3S_ROOT="$HOME/.cache/metcon-ci/s3s"
+  if [ ! -x "$S3S_ROOT/bin/s3s-fs" ]; then
+    cargo install s3s-fs --version 0.14.1 --locked --features binary --root "$S3S_ROOT"
+  fi
+  export METCON_TEST_S3S_FS="$S3S_ROOT/bin/s3s-fs"
+fi
+export METCON_TEST_REQUIRE_S3=1
+
 # A clean clone builds once: incremental artifacts would only take disk space.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 

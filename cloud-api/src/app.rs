@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::token::{random_token, token_hash, TokenKeys};
-use crate::config::{Config, DatabaseTarget};
+use crate::config::{Config, DatabaseTarget, PhotoBackend};
 use crate::http::{self, AppState};
 use crate::store::mongo::{MongoOptions, MongoStore};
 use crate::store::sqlite::SqliteStore;
@@ -99,8 +99,19 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 
 pub fn state(config: Config, store: Arc<dyn Store>) -> Result<AppState> {
     let secret = token_secret(&config)?;
-    let photos = config_photos_dir(&config);
+    let blobs: Arc<dyn crate::blobs::BlobStore> = match config.photos.backend {
+        PhotoBackend::Local => Arc::new(crate::blobs::local::LocalFolder::new(
+            config.data_dir.join(&config.photos.dir),
+        )),
+        PhotoBackend::S3 => Arc::new(
+            crate::blobs::s3::S3Blobs::new(&config.photos.s3)
+                .context("while configuring the S3 photo store")?,
+        ),
+    };
+    let ocr = crate::ocr::from_config(&config.ocr).context("while loading OCR")?;
     Ok(AppState {
+        photo_urls: crate::photos::signed_url::UrlSigner::new(&secret),
+        ocr,
         store,
         keys: TokenKeys::new(&secret),
         config: Arc::new(config),
@@ -110,14 +121,10 @@ pub fn state(config: Config, store: Arc<dyn Store>) -> Result<AppState> {
         report_cache: Default::default(),
         hub: Default::default(),
         directory: Default::default(),
-        blobs: Arc::new(crate::blobs::local::LocalFolder::new(photos)),
+        blobs,
         broker: None,
         mqtt: None,
     })
-}
-
-fn config_photos_dir(config: &Config) -> std::path::PathBuf {
-    config.data_dir.join("photos")
 }
 
 /// On a store without users, prints a one-time setup token for the first admin.

@@ -45,6 +45,143 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// The ingest pipeline (`[ingest]`).
     pub ingest: IngestConfig,
+    /// Photo evidence: where it is stored and how it is served (`[photos]`).
+    pub photos: PhotosConfig,
+    /// Reading scale displays from photos (`[ocr]`).
+    pub ocr: OcrConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhotoBackend {
+    /// A folder (`photos.dir`, default `data_dir/photos`).
+    Local,
+    /// An S3-compatible bucket (`[photos.s3]`).
+    S3,
+}
+
+/// Photo evidence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhotosConfig {
+    pub backend: PhotoBackend,
+    /// Local backend: the folder (relative paths are inside `data_dir`).
+    pub dir: PathBuf,
+    /// Largest photo an operator may upload.
+    pub max_upload_bytes: usize,
+    /// How long a photo URL handed to a browser stays valid.
+    pub url_ttl_seconds: u64,
+    pub s3: S3Config,
+}
+
+impl Default for PhotosConfig {
+    fn default() -> Self {
+        PhotosConfig {
+            backend: PhotoBackend::Local,
+            dir: PathBuf::from("photos"),
+            max_upload_bytes: 10 * 1024 * 1024,
+            url_ttl_seconds: 15 * 60,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// An S3-compatible bucket. Unset region and credentials come from `AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`); an unset endpoint
+/// from `AWS_ENDPOINT_URL`, else AWS itself. Secrets stay out of `Debug`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// e.g. `https://minio.plant.example:9000`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// `https://host/bucket/key` rather than `https://bucket.host/key` (most on-premises
+    /// servers need it).
+    pub path_style: bool,
+    /// Prepended to every object key, e.g. `metcon/photos/`.
+    pub prefix: String,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: String::new(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            path_style: true,
+            prefix: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<set>"),
+            )
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<set>"),
+            )
+            .field("path_style", &self.path_style)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OcrProvider {
+    /// METCON's embedded seven-segment reader.
+    Builtin,
+    /// A private endpoint (`ocr.url`), contract in `docs/ocr-http.md`.
+    Http,
+}
+
+/// The display reader. The auth header is a secret: `Debug` leaves it out.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcrConfig {
+    pub provider: OcrProvider,
+    pub url: Option<String>,
+    /// Sent with every request, as `Name: value` (e.g. `Authorization: Bearer …`).
+    pub auth_header: Option<String>,
+    pub timeout_ms: u64,
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        OcrConfig {
+            provider: OcrProvider::Builtin,
+            url: None,
+            auth_header: None,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for OcrConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OcrConfig")
+            .field("provider", &self.provider)
+            .field("url", &self.url)
+            .field("auth_header", &self.auth_header.as_ref().map(|_| "<set>"))
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +323,8 @@ impl Default for Config {
             public_url: None,
             broker: BrokerConfig::default(),
             ingest: IngestConfig::default(),
+            photos: PhotosConfig::default(),
+            ocr: OcrConfig::default(),
         }
     }
 }
@@ -205,6 +344,8 @@ impl std::fmt::Debug for Config {
             .field("cookie_secure", &self.cookie_secure)
             .field("broker", &self.broker)
             .field("ingest", &self.ingest)
+            .field("photos", &self.photos)
+            .field("ocr", &self.ocr)
             .finish_non_exhaustive()
     }
 }
@@ -292,6 +433,22 @@ impl Config {
         }
         if self.ingest.enrollment_code_hours < 1 {
             return bad("ingest.enrollment_code_hours must be at least 1");
+        }
+        let p = &self.photos;
+        if p.max_upload_bytes < 1024 || p.max_upload_bytes > 64 * 1024 * 1024 {
+            return bad("photos.max_upload_bytes must be between 1024 and 67108864");
+        }
+        if p.url_ttl_seconds < 10 || p.url_ttl_seconds > 7 * 24 * 3600 {
+            return bad("photos.url_ttl_seconds must be between 10 and 604800");
+        }
+        if p.backend == PhotoBackend::S3 && p.s3.bucket.trim().is_empty() {
+            return bad("photos.s3.bucket is needed for the s3 backend");
+        }
+        if self.ocr.provider == OcrProvider::Http && self.ocr.url.is_none() {
+            return bad("ocr.url is needed for the http provider");
+        }
+        if self.ocr.timeout_ms < 100 || self.ocr.timeout_ms > 120_000 {
+            return bad("ocr.timeout_ms must be between 100 and 120000");
         }
         Ok(())
     }

@@ -13,7 +13,9 @@
 //! - [`broker`]: the embedded broker and its device gate, or an external broker.
 //! - [`ingest`]: signed readings in (verify, de-duplicate, store, bind), live data, fleet.
 //! - [`live`]: the hub behind the kiosks' Server-Sent Events.
-//! - [`blobs`]: photos by SHA-256.
+//! - [`blobs`]: photos by SHA-256 (local folder or S3).
+//! - [`photos`]: uploads sniffed, decoded, quality-checked, EXIF; signed URLs.
+//! - [`ocr`]: reading scale displays (built-in reader or a private HTTP endpoint).
 //! - [`ui`]: the server-rendered web UI (templates in the `metcon-web` crate).
 //! - [`app`]: start-up and graceful shutdown.
 
@@ -28,6 +30,8 @@ pub mod demo_station;
 pub mod http;
 pub mod ingest;
 pub mod live;
+pub mod ocr;
+pub mod photos;
 pub mod reports;
 pub mod store;
 pub mod telemetry;

@@ -66,6 +66,83 @@ enum Command {
         #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
     },
+    /// Read the scale display in a photo with the configured OCR provider (built-in unless
+    /// `[ocr]` says otherwise): value, raw text, confidence and time.
+    Ocr {
+        image: PathBuf,
+        /// The display region of a fixed camera, in pixels: x,y,w,h. Without it the display
+        /// is found in the photo.
+        #[arg(long, value_parser = parse_roi)]
+        roi: Option<metcon_cloud::store::photos::Region>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the built-in reader on a labelled folder (`labels.csv`: filename,text[,roi])
+    /// side by side with ssocr and tesseract when installed.
+    OcrEval {
+        dir: PathBuf,
+        /// The acceptance threshold to report coverage and accuracy at.
+        #[arg(long, default_value_t = metcon_ocr::ACCEPT_THRESHOLD)]
+        threshold: f32,
+        /// Leave out ssocr and tesseract.
+        #[arg(long)]
+        no_external: bool,
+    },
+}
+
+fn parse_roi(s: &str) -> Result<metcon_cloud::store::photos::Region, String> {
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("{s:?} is not x,y,w,h in whole pixels"))?;
+    match v.as_slice() {
+        [x, y, w, h] if *w > 0 && *h > 0 => Ok(metcon_cloud::store::photos::Region {
+            x: *x,
+            y: *y,
+            w: *w,
+            h: *h,
+        }),
+        _ => Err(format!(
+            "{s:?} is not x,y,w,h with a positive width and height"
+        )),
+    }
+}
+
+/// `metcon-cloud ocr`: one photo through the configured provider.
+async fn read_display(
+    config: &Config,
+    path: &std::path::Path,
+    roi: Option<metcon_cloud::store::photos::Region>,
+    json: bool,
+) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("while reading {}", path.display()))?;
+    let image = metcon_cloud::photos::Image::parse(bytes.into(), 64 * 1024 * 1024)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let reader = metcon_cloud::ocr::from_config(&config.ocr)?;
+    let r = metcon_cloud::ocr::read_and_classify(reader.as_ref(), &image, roi).await;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        let value = r.value.map_or("-".to_string(), |v| v.to_string());
+        println!("value       {value}");
+        println!("raw text    {:?}", r.raw_text);
+        println!(
+            "confidence  {} ({:?}; accepted at {} and above)",
+            r.confidence,
+            r.outcome,
+            metcon_cloud::ocr::ACCEPT_CONFIDENCE
+        );
+        if let Some(g) = r.region {
+            println!("region      {},{},{},{}", g.x, g.y, g.w, g.h);
+        }
+        println!("time        {} ms ({})", r.elapsed_ms, r.provider);
+        if let Some(e) = &r.error {
+            println!("error       {e}");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +233,19 @@ async fn run(command: Command, config: Config) -> Result<()> {
                 println!("Stop with Ctrl-C. Data lives in the data folder; delete it to start over.");
             })
             .await
+        }
+        Command::Ocr { image, roi, json } => read_display(&config, &image, roi, json).await,
+        Command::OcrEval {
+            dir,
+            threshold,
+            no_external,
+        } => {
+            let report = tokio::task::spawn_blocking(move || {
+                metcon_ocr::eval::evaluate(&dir, threshold, !no_external)
+            })
+            .await??;
+            print!("{report}");
+            Ok(())
         }
         Command::User {
             command:

@@ -106,8 +106,39 @@ pub enum MassSource {
     Manual,
     /// A signed reading from an enrolled device.
     Device { device_id: String, sequence: u64 },
-    /// Read from a photo of the display.
-    Ocr { confidence: rust_decimal::Decimal },
+    /// Read from a photo of the display with at least the acceptance confidence.
+    Ocr {
+        confidence: rust_decimal::Decimal,
+        /// The photo read (lowercase hex SHA-256); absent in events written before photos
+        /// were kept as evidence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        photo_sha256: Option<String>,
+    },
+    /// Typed in by the operator because the photo of the display could not be read. Always
+    /// flagged for approval: nothing but the operator vouches for the value.
+    ManualUnreadablePhoto {
+        /// The photo that could not be read (lowercase hex SHA-256).
+        photo_sha256: String,
+    },
+}
+
+impl MassSource {
+    /// The photo this mass was read from or entered for, if any.
+    pub fn photo_sha256(&self) -> Option<&str> {
+        match self {
+            MassSource::Ocr { photo_sha256, .. } => photo_sha256.as_deref(),
+            MassSource::ManualUnreadablePhoto { photo_sha256 } => Some(photo_sha256),
+            MassSource::Manual | MassSource::Device { .. } => None,
+        }
+    }
+
+    /// Typed in by a person (with or without an unreadable photo).
+    pub fn is_manual(&self) -> bool {
+        matches!(
+            self,
+            MassSource::Manual | MassSource::ManualUnreadablePhoto { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -121,6 +152,17 @@ pub enum FlagKind {
     /// value by more than the display's resolution. The signed value stands; approving
     /// clears the flag and the batch continues where it was.
     OcrMismatch,
+    /// A mass typed in because the photo of the display could not be read, within
+    /// tolerance; approving accepts the value and completes the step (as
+    /// [`FlagKind::OutOfTolerance`] does).
+    ManualEntry,
+}
+
+impl FlagKind {
+    /// Approving this kind accepts the recorded mass and completes its step.
+    pub fn approval_completes_step(self) -> bool {
+        matches!(self, FlagKind::OutOfTolerance | FlagKind::ManualEntry)
+    }
 }
 
 /// Something to do to a batch.
@@ -583,6 +625,11 @@ impl BatchState {
                         message: "expected mass is negative".into(),
                     }]))
                 })?;
+                if let Some(sha) = source.photo_sha256() {
+                    if !is_sha256_hex(sha) {
+                        return Err(BatchError::BadPhotoReference);
+                    }
+                }
                 let check = tolerance.check(&expected, actual);
                 let note = note
                     .as_deref()
@@ -601,7 +648,22 @@ impl BatchState {
                     source: source.clone(),
                     note: note.clone(),
                 }];
-                if within {
+                let unreadable = matches!(source, MassSource::ManualUnreadablePhoto { .. });
+                if within && unreadable {
+                    events.push(BatchEvent::FlagRaised {
+                        flag_id: self.version + 2,
+                        kind: FlagKind::ManualEntry,
+                        station_id: station.station_id.clone(),
+                        step_id: step.step_id.clone(),
+                        step_index: index,
+                        reason: match note {
+                            Some(n) => {
+                                format!("entered by hand, the display photo was unreadable: {n}")
+                            }
+                            None => "entered by hand, the display photo was unreadable".to_string(),
+                        },
+                    });
+                } else if within {
                     events.push(BatchEvent::StepCompleted {
                         station_id: station.station_id.clone(),
                         step_id: step.step_id.clone(),
@@ -719,7 +781,7 @@ impl BatchState {
                     reason,
                 }];
                 // Approving an out-of-tolerance flag accepts the measured mass: the step is done.
-                if flag.kind == FlagKind::OutOfTolerance && flag.step_index == self.cursor {
+                if flag.kind.approval_completes_step() && flag.step_index == self.cursor {
                     events.push(BatchEvent::StepCompleted {
                         station_id: flag.station_id.clone(),
                         step_id: flag.step_id.clone(),
@@ -966,6 +1028,13 @@ impl BatchState {
     }
 }
 
+/// A photo reference: 64 lowercase hex digits.
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn check_payload(step_id: &str, kind: &StepKind, payload: &StepPayload) -> Result<(), BatchError> {
     match (kind, payload) {
         (StepKind::Instruction { .. }, StepPayload::Instruction { acknowledged }) => {
@@ -1005,11 +1074,7 @@ fn check_payload(step_id: &str, kind: &StepKind, payload: &StepPayload) -> Resul
             }
         }
         (StepKind::Photo { .. }, StepPayload::Photo { photo_sha256 }) => {
-            if photo_sha256.len() == 64
-                && photo_sha256
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
+            if is_sha256_hex(photo_sha256) {
                 Ok(())
             } else {
                 Err(BatchError::BadPhotoReference)

@@ -1,11 +1,12 @@
 //! Photos as immutable evidence, stored by their SHA-256.
 //!
-//! One small trait with a local-folder backend (the embedded default, [`local`]); an
-//! S3-compatible backend is configuration, not code changes. A blob's name is the hex SHA-256
+//! One small trait with a local-folder backend (the embedded default, [`local`]) and an
+//! S3-compatible one ([`s3`]); which one is configuration (`[photos]`), not code. A blob's name is the hex SHA-256
 //! of its bytes, so storing the same photo twice is harmless and a stored photo can always
 //! be checked against the digest a signed reading carries.
 
 pub mod local;
+pub mod s3;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -44,4 +45,13 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn put(&self, sha256: &str, bytes: &[u8], content_type: &str) -> Result<(), BlobError>;
     async fn get(&self, sha256: &str) -> Result<Option<Vec<u8>>, BlobError>;
     async fn exists(&self, sha256: &str) -> Result<bool, BlobError>;
+    /// A URL the store itself serves the blob at for `ttl` (S3 presigning); `None` when
+    /// METCON serves it (the local folder, through signed URLs).
+    async fn presigned_url(
+        &self,
+        _sha256: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        Ok(None)
+    }
 }

@@ -15,7 +15,7 @@ use metcon_shared::batch::{
     RecordedEvent, StepPayload,
 };
 use metcon_shared::batch_number::BatchNumber;
-use metcon_shared::flow::{Flow, FlowStatus, Step};
+use metcon_shared::flow::{Flow, FlowStatus, Step, StepKind};
 use metcon_shared::mass::Mass;
 use metcon_shared::role::{Actor, Permission, Role};
 use serde::{Deserialize, Serialize};
@@ -377,7 +377,7 @@ pub async fn announce(state: &AppState, plan: &Plan) {
 }
 
 /// Runs one command against a batch; see the module docs.
-async fn execute(
+pub(crate) async fn execute(
     state: &AppState,
     caller: &Caller,
     id: Uuid,
@@ -400,6 +400,47 @@ async fn execute(
         .map_err(conflict_message)?;
     announce(state, &p).await;
     Ok(Json(view(p.record, &p.flow, p.recorded)))
+}
+
+/// The station and kind of the step batch `id` waits at, checked for `caller`: the batch
+/// is in progress, `step_id` is its current step, and the caller may work at its station.
+/// `waiting_for` completes "it does not wait for …" when the batch is not in progress.
+pub async fn waiting_step(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    step_id: &str,
+    waiting_for: &str,
+) -> ApiResult<(String, StepKind)> {
+    let record = state
+        .store
+        .batch(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("batch {id} does not exist")))?;
+    if record.state.status != BatchStatus::InProgress {
+        return Err(ApiError::conflict(format!(
+            "the batch is {}; it does not wait for {waiting_for}",
+            record.state.status.as_str()
+        )));
+    }
+    let flow = pinned_flow(state, &record.state.flow_id, record.state.flow_version).await?;
+    let (station, step) = flow
+        .content
+        .step_at(record.state.cursor)
+        .ok_or_else(|| ApiError::conflict("all steps are done"))?;
+    if step.step_id != step_id {
+        return Err(ApiError::conflict(format!(
+            "step {step_id} is not the current step; the current step is {}",
+            step.step_id
+        )));
+    }
+    if !caller.actor().may_operate_at(&station.station_id) {
+        return Err(ApiError::forbidden(format!(
+            "you are not assigned to station {}",
+            station.station_id
+        )));
+    }
+    Ok((station.station_id.clone(), step.kind.clone()))
 }
 
 /// A lost optimistic-concurrency race, in words for the kiosk.
@@ -488,6 +529,9 @@ pub struct MassCheckRequest {
     pub actual: Mass,
     pub note: Option<String>,
     pub expected_version: Option<u64>,
+    /// The uploaded photo whose display could not be read, when the weight is typed in for
+    /// it; such an entry is always flagged for a supervisor's approval.
+    pub photo_id: Option<Uuid>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -577,7 +621,17 @@ pub async fn mass_check(
     Body(req): Body<MassCheckRequest>,
 ) -> ApiResult<Json<BatchView>> {
     caller.require(Permission::ExecuteSteps)?;
-    execute(
+    let photo = match req.photo_id {
+        Some(p) => Some(super::photos::unreadable_photo(&state, id, &step_id, p).await?),
+        None => None,
+    };
+    let source = match &photo {
+        Some(p) => MassSource::ManualUnreadablePhoto {
+            photo_sha256: p.sha256.clone(),
+        },
+        None => MassSource::Manual,
+    };
+    let view = execute(
         &state,
         &caller,
         id,
@@ -585,11 +639,22 @@ pub async fn mass_check(
         BatchCommand::RecordMassCheck {
             step_id,
             actual: req.actual,
-            source: MassSource::Manual,
+            source,
             note: req.note,
         },
     )
-    .await
+    .await?;
+    if let Some(p) = photo {
+        let seq = view
+            .events
+            .iter()
+            .find(|e| matches!(e.event, BatchEvent::MassChecked { .. }))
+            .map(|e| e.seq);
+        if let Some(seq) = seq {
+            state.store.link_photo_event(p.id, seq).await?;
+        }
+    }
+    Ok(view)
 }
 
 #[utoipa::path(post, path = "/api/batches/{id}/flags", tag = "batches", request_body = ReasonRequest, responses((status = 200, body = BatchView)))]

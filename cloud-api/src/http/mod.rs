@@ -10,6 +10,7 @@ pub mod flows;
 pub mod live;
 pub mod openapi;
 pub mod ops;
+pub mod photos;
 pub mod reports;
 pub mod session;
 pub mod users;
@@ -56,6 +57,10 @@ pub struct AppState {
     pub directory: Arc<crate::ingest::registry::Directory>,
     /// Photos, by SHA-256.
     pub blobs: Arc<dyn crate::blobs::BlobStore>,
+    /// Signs the local folder's photo URLs.
+    pub photo_urls: crate::photos::signed_url::UrlSigner,
+    /// Reads scale displays in photos.
+    pub ocr: Arc<dyn crate::ocr::DisplayReader>,
     /// The broker side of this replica, when it runs ingest.
     pub broker: Option<Arc<crate::broker::Broker>>,
     /// This replica's MQTT client, for commands and configuration to devices.
@@ -109,6 +114,16 @@ pub fn router(state: AppState) -> Router {
             "/batches/{id}/steps/{step_id}/mass-check",
             post(batches::mass_check),
         )
+        .route(
+            "/batches/{id}/steps/{step_id}/photo",
+            // Up to twice the limit is read whole, so a client slightly over it gets a
+            // clean 413 problem (from the handler) instead of a cut connection.
+            post(photos::upload).layer(DefaultBodyLimit::max(
+                state.config.photos.max_upload_bytes.saturating_mul(2),
+            )),
+        )
+        .route("/batches/{id}/photos", get(photos::list))
+        .route("/photos/{sha256}", get(photos::open))
         .route("/batches/{id}/flags", post(batches::raise_flag))
         .route(
             "/batches/{id}/flags/{flag_id}/approve",

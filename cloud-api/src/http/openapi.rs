@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit_log, batches, devices, flows, live, reports, session, users, weighing};
+use super::{audit_log, batches, devices, flows, live, photos, reports, session, users, weighing};
 
 #[derive(Debug)]
 struct BearerAuth;
@@ -37,6 +37,7 @@ impl Modify for BearerAuth {
         audit_log::list, audit_log::verify,
         reports::catalogue, reports::get, reports::export, reports::chart_svg,
         weighing::arm, weighing::disarm, weighing::capture, weighing::attach, live::station_events,
+        photos::upload, photos::list, photos::open,
         devices::list, devices::create, devices::get, devices::update, devices::enrollment_code,
         devices::enroll, devices::revoke, devices::rotate_key, devices::push_config, devices::command,
         devices::readings, devices::add_calibration, devices::calibrations, devices::keys,

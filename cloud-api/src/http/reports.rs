@@ -30,10 +30,11 @@ use crate::store::{Store, StoreError, StoreResult};
 
 /// Rows per store round trip while exporting.
 const EXPORT_PAGE: u32 = 5000;
-const EXCEPTION_KINDS: [&str; 6] = [
+const EXCEPTION_KINDS: [&str; 7] = [
     "out_of_tolerance",
     "manual_flag",
     "ocr_mismatch",
+    "unreadable_photo",
     "override",
     "blocked",
     "manual_entry",
@@ -56,7 +57,8 @@ pub struct ReportQuery {
     pub status: Option<String>,
     pub flow_id: Option<String>,
     pub flow_version: Option<u32>,
-    /// Exceptions: out_of_tolerance, manual_flag, ocr_mismatch, override, blocked, manual_entry.
+    /// Exceptions: out_of_tolerance, manual_flag, ocr_mismatch, unreadable_photo, override,
+    /// blocked, manual_entry.
     pub kind: Option<String>,
     /// WIP: hours at one station after which a batch counts as stuck (default 24).
     pub stuck_hours: Option<u32>,

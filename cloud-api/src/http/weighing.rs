@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::batches::{pinned_flow, BatchView};
+use super::batches::{waiting_step, BatchView};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Body, Caller, PathParams};
 use super::session::audit;
@@ -58,47 +58,20 @@ fn arm_view(a: Arm, capture_sent: bool) -> ArmView {
     }
 }
 
-/// The station and step the batch waits at, if it is `step_id` and a mass check.
+/// The station of the step the batch waits at, if it is `step_id` and a mass check.
 async fn waiting_mass_check(
     state: &AppState,
     caller: &Caller,
     id: Uuid,
     step_id: &str,
 ) -> ApiResult<String> {
-    let record = state
-        .store
-        .batch(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("batch {id} does not exist")))?;
-    if record.state.status != BatchStatus::InProgress {
-        return Err(ApiError::conflict(format!(
-            "the batch is {}; it does not wait for a weight",
-            record.state.status.as_str()
-        )));
-    }
-    let flow = pinned_flow(state, &record.state.flow_id, record.state.flow_version).await?;
-    let (station, step) = flow
-        .content
-        .step_at(record.state.cursor)
-        .ok_or_else(|| ApiError::conflict("all steps are done"))?;
-    if step.step_id != step_id {
-        return Err(ApiError::conflict(format!(
-            "step {step_id} is not the current step; the current step is {}",
-            step.step_id
-        )));
-    }
-    if !matches!(step.kind, StepKind::MassCheck { .. }) {
+    let (station, kind) = waiting_step(state, caller, id, step_id, "a weight").await?;
+    if !matches!(kind, StepKind::MassCheck { .. }) {
         return Err(ApiError::unprocessable(format!(
             "step {step_id} is not a mass check"
         )));
     }
-    if !caller.actor().may_operate_at(&station.station_id) {
-        return Err(ApiError::forbidden(format!(
-            "you are not assigned to station {}",
-            station.station_id
-        )));
-    }
-    Ok(station.station_id.clone())
+    Ok(station)
 }
 
 /// The station's enrolled scale (or the one asked for).

@@ -147,6 +147,16 @@ pub async fn bind(
         {
             Ok(()) => {
                 batches::announce(state, &plan).await;
+                super::cross_check::spawn(
+                    state,
+                    reading,
+                    super::cross_check::Target {
+                        actor: actor.clone(),
+                        batch_id,
+                        step_id: step_id.to_string(),
+                        event_seq,
+                    },
+                );
                 return Ok(plan);
             }
             Err(StoreError::Conflict) => {

@@ -8,6 +8,7 @@
 //! go to the binder ([`binding`]). The connection is re-established with backoff, forever.
 
 pub mod binding;
+pub mod cross_check;
 pub mod pipeline;
 pub mod registry;
 

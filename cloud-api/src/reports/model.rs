@@ -28,7 +28,8 @@ pub struct ReportFilter {
     pub within: Option<bool>,
     pub flow_id: Option<String>,
     pub flow_version: Option<u32>,
-    /// Exceptions: `out_of_tolerance`, `manual_flag`, `ocr_mismatch`, `override`, `blocked`,
+    /// Exceptions: `out_of_tolerance`, `manual_flag`, `ocr_mismatch`, `unreadable_photo` (a
+    /// manual entry for a photo OCR could not read, awaiting approval), `override`, `blocked`,
     /// `manual_entry`.
     pub kind: Option<String>,
     /// WIP: batch status.

@@ -17,9 +17,11 @@
 pub mod devices;
 pub mod model;
 pub mod mongo;
+pub mod photos;
 pub mod snapshot;
 pub mod sqlite;
 mod sqlite_devices;
+mod sqlite_photos;
 mod sqlite_query;
 mod sqlite_readmodel;
 mod sqlite_reports;
@@ -63,7 +65,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// ([`SnapshotStore`]), for moving data between backends.
 #[async_trait]
 pub trait Store:
-    ReportStore + SnapshotStore + devices::DeviceStore + Send + Sync + 'static
+    ReportStore + SnapshotStore + devices::DeviceStore + photos::PhotoStore + Send + Sync + 'static
 {
     /// Cheap liveness check of the backend, for the readiness endpoint.
     async fn ping(&self) -> StoreResult<()>;

@@ -131,6 +131,8 @@ CREATE TABLE audit_head (
     super::sqlite_devices::MIGRATION,
     // 4: readings by arrival time (device health report).
     super::sqlite_devices::MIGRATION_READINGS_RECEIVED,
+    // 5: photo evidence metadata.
+    super::sqlite_photos::MIGRATION,
 ];
 
 /// The schema version whose migration creates the read model (rebuilt from events then).

@@ -132,7 +132,7 @@ fn decimal_e4(d: Decimal) -> StoreResult<i64> {
 
 fn source_name(s: &MassSource) -> &'static str {
     match s {
-        MassSource::Manual => "manual",
+        MassSource::Manual | MassSource::ManualUnreadablePhoto { .. } => "manual",
         MassSource::Device { .. } => "device",
         MassSource::Ocr { .. } => "ocr",
     }
@@ -228,7 +228,7 @@ pub(crate) fn project(
                     actual_e4 - expected_e4,
                 ])
                 .map_err(backend)?;
-                if matches!(source, MassSource::Manual) {
+                if source.is_manual() {
                     insert_exception(
                         tx,
                         state,
@@ -268,6 +268,7 @@ pub(crate) fn project(
                     FlagKind::OutOfTolerance => "out_of_tolerance",
                     FlagKind::Manual => "manual_flag",
                     FlagKind::OcrMismatch => "ocr_mismatch",
+                    FlagKind::ManualEntry => "unreadable_photo",
                 };
                 insert_exception(tx, state, rec, k, station_id, step_id, reason, "open")?;
             }
@@ -280,7 +281,7 @@ pub(crate) fn project(
                 };
                 tx.prepare_cached(
                     "UPDATE rm_exceptions SET decision = ?3, decided_by = ?4, decided_at = ?5, decision_reason = ?6
-                     WHERE batch_id = ?1 AND seq = ?2 AND kind IN ('out_of_tolerance', 'manual_flag', 'ocr_mismatch')",
+                     WHERE batch_id = ?1 AND seq = ?2 AND kind IN ('out_of_tolerance', 'manual_flag', 'ocr_mismatch', 'unreadable_photo')",
                 )
                 .map_err(backend)?
                 .execute(params![batch_id, *flag_id as i64, decision, rec.actor.username, ts(rec.at), reason])
@@ -566,6 +567,8 @@ mod tests {
                 c.execute_batch(&format!("DROP TABLE {t};"))
                     .expect("downgrade later migrations");
             }
+            c.execute_batch("DROP TABLE photos;")
+                .expect("downgrade the photo migration");
         }
         let reopened = SqliteStore::open(&old).expect("migrate and rebuild");
         drop(reopened);

@@ -31,6 +31,7 @@ fn row(i: ApprovalItem) -> ApprovalRow {
             FlagKind::OutOfTolerance => "out of tolerance".into(),
             FlagKind::Manual => "flag".into(),
             FlagKind::OcrMismatch => "OCR mismatch".into(),
+            FlagKind::ManualEntry => "entered by hand (photo unreadable)".into(),
         },
         station: i.flag.station_id,
         step: i.flag.step_id,

@@ -44,7 +44,7 @@ fn verdict(v: &BatchView) -> Option<Verdict> {
     let open_flag = v
         .batch
         .open_flags()
-        .any(|f| f.kind == FlagKind::OutOfTolerance && f.step_index == *step_index);
+        .any(|f| f.kind.approval_completes_step() && f.step_index == *step_index);
     let recent = last.seq + 2 >= v.batch.version;
     if !(open_flag || recent) {
         return None;
@@ -149,6 +149,7 @@ pub(super) async fn show(
                 FlagKind::OutOfTolerance => "Out of tolerance".into(),
                 FlagKind::Manual => "Flag".into(),
                 FlagKind::OcrMismatch => "Display differs from the scale (OCR)".into(),
+                FlagKind::ManualEntry => "Entered by hand: the photo was unreadable".into(),
             },
             step: f.step_id.clone(),
             reason: f.reason.clone(),
@@ -358,6 +359,7 @@ pub async fn mass_check(
             actual,
             note,
             expected_version: form.version(),
+            photo_id: None,
         }),
     )
     .await;

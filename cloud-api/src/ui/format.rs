@@ -75,8 +75,11 @@ pub fn source(s: &MassSource) -> String {
             device_id,
             sequence,
         } => format!("signed reading {sequence} of {device_id}"),
-        MassSource::Ocr { confidence } => {
+        MassSource::Ocr { confidence, .. } => {
             format!("read from the display (confidence {confidence})")
+        }
+        MassSource::ManualUnreadablePhoto { .. } => {
+            "entered by hand (the display photo was unreadable)".into()
         }
     }
 }

@@ -337,7 +337,13 @@ fn weigh(
             )
         } else if roll < 0.10 {
             let c = Decimal::new(sim.rng.gen_range(86..=99), 2);
-            (MassSource::Ocr { confidence: c }, None)
+            (
+                MassSource::Ocr {
+                    confidence: c,
+                    photo_sha256: None,
+                },
+                None,
+            )
         } else {
             let seq = sim.rng.gen_range(1..1_000_000_000u64);
             (

@@ -86,7 +86,13 @@ fn all() -> Vec<(&'static str, Vec<IndexModel>)> {
         (
             "photos",
             vec![
-                index("batch_event", doc! { "batch_id": 1, "event_id": 1 }, false),
+                index("batch_event", doc! { "batch_id": 1, "event_seq": 1 }, false),
+                index(
+                    "batch_uploaded",
+                    doc! { "batch_id": 1, "uploaded_at": 1 },
+                    false,
+                ),
+                index("sha256", doc! { "sha256": 1 }, false),
                 index("uploaded_at", doc! { "uploaded_at": 1 }, false),
             ],
         ),

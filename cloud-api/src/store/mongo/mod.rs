@@ -23,6 +23,7 @@ pub(crate) mod codec;
 mod devices;
 mod flows;
 mod indexes;
+mod photos;
 mod projection;
 mod reports;
 mod sessions;
@@ -79,6 +80,7 @@ pub(crate) struct Collections {
     pub(crate) calibrations: Collection<Document>,
     pub(crate) device_presence: Collection<Document>,
     pub(crate) presence_changes: Collection<Document>,
+    pub(crate) photos: Collection<Document>,
 }
 
 impl Collections {
@@ -104,6 +106,7 @@ impl Collections {
             calibrations: db.collection("calibrations"),
             device_presence: db.collection("device_presence"),
             presence_changes: db.collection("presence_changes"),
+            photos: db.collection("photos"),
         }
     }
 }

@@ -81,7 +81,7 @@ pub(crate) struct ReadModel {
 
 fn source_name(s: &MassSource) -> &'static str {
     match s {
-        MassSource::Manual => "manual",
+        MassSource::Manual | MassSource::ManualUnreadablePhoto { .. } => "manual",
         MassSource::Device { .. } => "device",
         MassSource::Ocr { .. } => "ocr",
     }
@@ -153,7 +153,7 @@ impl ReadModel {
                         .map(|f| f.to_string()),
                     accepted: false,
                 });
-                if matches!(source, MassSource::Manual) {
+                if source.is_manual() {
                     self.raise(
                         rec,
                         "manual_entry",
@@ -190,6 +190,7 @@ impl ReadModel {
                     FlagKind::OutOfTolerance => "out_of_tolerance",
                     FlagKind::Manual => "manual_flag",
                     FlagKind::OcrMismatch => "ocr_mismatch",
+                    FlagKind::ManualEntry => "unreadable_photo",
                 };
                 self.raise(rec, k, station_id, step_id, reason, "open");
             }
@@ -204,7 +205,10 @@ impl ReadModel {
                     e.seq == *flag_id
                         && matches!(
                             e.kind.as_str(),
-                            "out_of_tolerance" | "manual_flag" | "ocr_mismatch"
+                            "out_of_tolerance"
+                                | "manual_flag"
+                                | "ocr_mismatch"
+                                | "unreadable_photo"
                         )
                 }) {
                     e.decision = decision.into();

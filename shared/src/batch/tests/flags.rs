@@ -212,3 +212,97 @@ fn raising_a_flag_needs_a_reason_and_a_running_batch() {
         BatchError::WrongStatus { .. }
     ));
 }
+
+fn weigh_unreadable(actual: &str, photo: &str) -> BatchCommand {
+    BatchCommand::RecordMassCheck {
+        step_id: "recv-weigh".into(),
+        actual: g(actual),
+        source: MassSource::ManualUnreadablePhoto {
+            photo_sha256: photo.into(),
+        },
+        note: Some("display fogged".into()),
+    }
+}
+
+#[test]
+fn a_manual_entry_for_an_unreadable_photo_is_flagged_even_within_tolerance() {
+    let mut run = Run::at_weigh();
+    let events = run.ok(&op_recv(), weigh_unreadable("150.1", HASH));
+    let [BatchEvent::MassChecked { check, source, .. }, BatchEvent::FlagRaised { kind, reason, .. }] =
+        events.as_slice()
+    else {
+        panic!("mass checked and flag raised: {events:?}")
+    };
+    assert!(check.within);
+    assert_eq!(source.photo_sha256(), Some(HASH));
+    assert_eq!(*kind, FlagKind::ManualEntry);
+    assert!(reason.contains("display fogged"), "{reason}");
+    assert_eq!(run.state.status, BatchStatus::Flagged);
+    assert_eq!(run.state.cursor, 2, "the step waits for the approval");
+    // The operator cannot approve their own entry; a supervisor's approval completes the step.
+    let flag_id = run.last_seq();
+    assert!(matches!(
+        run.err(&op_recv(), approve(flag_id)),
+        BatchError::Forbidden { .. }
+    ));
+    run.ok(&sup1(), approve(flag_id));
+    assert_eq!(run.state.status, BatchStatus::InProgress);
+    assert_eq!(run.state.cursor, 3);
+}
+
+#[test]
+fn an_unreadable_photo_entry_out_of_tolerance_raises_one_out_of_tolerance_flag() {
+    let mut run = Run::at_weigh();
+    let events = run.ok(&op_recv(), weigh_unreadable("140", HASH));
+    let kinds: Vec<FlagKind> = events
+        .iter()
+        .filter_map(|e| match e {
+            BatchEvent::FlagRaised { kind, .. } => Some(*kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, vec![FlagKind::OutOfTolerance]);
+    // Rejecting keeps the step current for a re-take.
+    let flag_id = run.last_seq();
+    run.ok(&sup1(), reject(flag_id));
+    assert_eq!(run.state.cursor, 2);
+}
+
+#[test]
+fn photo_references_of_mass_checks_must_be_sha256() {
+    let mut run = Run::at_weigh();
+    assert!(matches!(
+        run.err(&op_recv(), weigh_unreadable("150", "../../etc/passwd")),
+        BatchError::BadPhotoReference
+    ));
+    let ocr = BatchCommand::RecordMassCheck {
+        step_id: "recv-weigh".into(),
+        actual: g("150"),
+        source: MassSource::Ocr {
+            confidence: Decimal::new(97, 2),
+            photo_sha256: Some(HASH.to_uppercase()),
+        },
+        note: None,
+    };
+    assert!(matches!(
+        run.err(&op_recv(), ocr),
+        BatchError::BadPhotoReference
+    ));
+}
+
+#[test]
+fn older_ocr_sources_without_a_photo_still_deserialize() {
+    let s: MassSource =
+        serde_json::from_str(r#"{"kind":"ocr","confidence":"0.93"}"#).expect("old event");
+    assert_eq!(
+        s,
+        MassSource::Ocr {
+            confidence: Decimal::new(93, 2),
+            photo_sha256: None
+        }
+    );
+    assert_eq!(
+        serde_json::to_string(&s).expect("json"),
+        r#"{"kind":"ocr","confidence":"0.93"}"#
+    );
+}
