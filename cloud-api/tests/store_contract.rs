@@ -112,6 +112,7 @@ contract!(
     readings_group_commit_bind_once_and_count,
     rejections_quarantine_calibrations_and_presence,
     device_fleet_survives_export_and_import,
+    photo_records_are_found_by_batch_and_digest_and_link_once,
 );
 
 /// The start-up check on a real wire-protocol server: a standalone one (no replica set in its
@@ -2182,4 +2183,82 @@ async fn device_fleet_survives_export_and_import(s: Arc<dyn Store>) {
         "a pending code still works once after a move"
     );
     assert_eq!(target.snapshot_counts().await.unwrap().device_keys, 3);
+}
+
+fn photo(batch: uuid::Uuid, sha: &str, at: OffsetDateTime) -> photos::PhotoRecord {
+    photos::PhotoRecord {
+        id: uuid::Uuid::new_v4(),
+        sha256: sha.into(),
+        content_type: "image/jpeg".into(),
+        size_bytes: 245_123,
+        width: 1920,
+        height: 1080,
+        exif: [("make".to_string(), "METCON".to_string())].into(),
+        source: photos::PhotoSource::Upload {
+            user_id: "u-1".into(),
+            username: "operator".into(),
+        },
+        batch_id: Some(batch),
+        step_id: Some("weigh".into()),
+        event_seq: None,
+        ocr: Some(photos::OcrResult {
+            provider: "builtin".into(),
+            outcome: photos::OcrOutcome::Accepted,
+            raw_text: "0148.30".into(),
+            value: Some(rust_decimal::Decimal::new(14830, 2)),
+            decimals: Some(2),
+            confidence: rust_decimal::Decimal::new(9712, 4),
+            region: Some(photos::Region {
+                x: 10,
+                y: 20,
+                w: 300,
+                h: 90,
+            }),
+            elapsed_ms: 12,
+            error: None,
+        }),
+        uploaded_at: at,
+    }
+}
+
+async fn photo_records_are_found_by_batch_and_digest_and_link_once(s: Arc<dyn Store>) {
+    let (b1, b2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let t0 = datetime!(2026-03-01 09:00 UTC);
+    let (sha_a, sha_b) = ("a".repeat(64), "b".repeat(64));
+    let first = photo(b1, &sha_a, t0);
+    let second = photo(b1, &sha_b, t0 + Duration::minutes(1));
+    // The same frame is evidence twice (two batches).
+    let again = photo(b2, &sha_a, t0 + Duration::minutes(2));
+    s.insert_photo(&second, &[audit("photo_uploaded", "batch:1")])
+        .await
+        .unwrap();
+    s.insert_photo(&first, &[]).await.unwrap();
+    s.insert_photo(&again, &[]).await.unwrap();
+    assert!(matches!(
+        s.insert_photo(&first, &[]).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(s.photo(first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(s.photo(uuid::Uuid::new_v4()).await.unwrap(), None);
+    let of_b1 = s.photos_for_batch(b1).await.unwrap();
+    assert_eq!(of_b1, vec![first.clone(), second.clone()], "oldest first");
+    let of_a = s.photos_by_sha256(&sha_a).await.unwrap();
+    assert_eq!(of_a.iter().map(|p| p.id).collect::<Vec<_>>(), vec![first.id, again.id]);
+    // The event link is set once; the same link again is fine, another is a conflict.
+    s.link_photo_event(first.id, 7).await.unwrap();
+    s.link_photo_event(first.id, 7).await.unwrap();
+    assert!(matches!(
+        s.link_photo_event(first.id, 8).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        s.link_photo_event(uuid::Uuid::new_v4(), 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let linked = s.photo(first.id).await.unwrap().unwrap();
+    assert_eq!(linked.event_seq, Some(7));
+    assert_eq!(linked.ocr, first.ocr, "exact decimals survive");
+    // The insert's audit record went in with it.
+    let audits = all_audit(s.as_ref()).await;
+    assert!(audits.iter().any(|a| a.entry.action == "photo_uploaded"));
 }
