@@ -2243,7 +2243,10 @@ async fn photo_records_are_found_by_batch_and_digest_and_link_once(s: Arc<dyn St
     let of_b1 = s.photos_for_batch(b1).await.unwrap();
     assert_eq!(of_b1, vec![first.clone(), second.clone()], "oldest first");
     let of_a = s.photos_by_sha256(&sha_a).await.unwrap();
-    assert_eq!(of_a.iter().map(|p| p.id).collect::<Vec<_>>(), vec![first.id, again.id]);
+    assert_eq!(
+        of_a.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![first.id, again.id]
+    );
     // The event link is set once; the same link again is fine, another is a conflict.
     s.link_photo_event(first.id, 7).await.unwrap();
     s.link_photo_event(first.id, 7).await.unwrap();

@@ -1,0 +1,186 @@
+//! End to end, the OCR cross-check: the scale simulator on a pty → `metcon-edge` with a file
+//! camera (a held-out photo of a scale display) and the display region an admin drew for it
+//! → the embedded broker → `metcon-cloud` with the built-in reader. The signed serial reading
+//! completes the mass check; the frame published with it shows a different value, so the
+//! cloud raises an OCR-mismatch flag while the signed value stands. The frame is kept as the
+//! mass check's evidence with what OCR read.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use metcon_e2e::api::Api;
+use metcon_e2e::edge::Edge;
+use metcon_e2e::scale_sim::Sim;
+use metcon_e2e::{sibling_binary, Server};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn scenes() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ocr/testdata/scenes")
+}
+
+/// A held-out scene the built-in reader reads right and confidently inside its labelled
+/// display region: (file, label, region).
+fn readable_scene() -> (PathBuf, String, [u32; 4]) {
+    let reader = metcon_ocr::Reader::builtin().unwrap();
+    let labels = std::fs::read_to_string(scenes().join("labels.csv")).unwrap();
+    let regions = std::fs::read_to_string(scenes().join("regions.csv")).unwrap();
+    for line in labels.lines().skip(1) {
+        let Some((file, text)) = line.split_once(',') else {
+            continue;
+        };
+        if text.is_empty() || text.starts_with('-') || text == "1000.2" {
+            continue;
+        }
+        let Some(r) = regions
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{file},")))
+        else {
+            continue;
+        };
+        let r: Vec<u32> = r.split(',').map(|v| v.parse().unwrap()).collect();
+        let roi = metcon_ocr::Roi {
+            x: r[0],
+            y: r[1],
+            w: r[2],
+            h: r[3],
+        };
+        let img = image::open(scenes().join(file)).unwrap();
+        if let Ok(got) = reader.read(&img, Some(roi)) {
+            if got.text == text && got.confidence >= metcon_ocr::ACCEPT_THRESHOLD {
+                return (
+                    scenes().join(file),
+                    text.to_string(),
+                    [r[0], r[1], r[2], r[3]],
+                );
+            }
+        }
+    }
+    panic!("the built-in reader reads none of the held-out scenes confidently in its region");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_showing_another_value_raises_an_ocr_mismatch_and_the_signed_value_stands() {
+    let (frame, shown, region) = readable_scene();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sibling_binary("metcon-cloud").unwrap(), dir.path(), &[]).unwrap();
+    let api = Api::new(&server.base);
+    let t = api.bootstrap(server.setup_token.as_deref().unwrap()).await;
+    api.publish_weigh_flow(&t.admin, "weigh", "1000", "0.5")
+        .await;
+    let mut sim = Sim::start("mt-sics", &["--capacity", "5000"]);
+    api.must(
+        Method::POST,
+        "/api/devices",
+        &t.admin,
+        Some(json!({
+            "device_id": "scale-01", "name": "Scale 1", "site": "Plant A", "station_id": "receiving",
+            "scale": { "protocol": "mt-sics", "port": sim.pty },
+            "camera": { "kind": "file", "path": frame.to_str().unwrap() },
+            "camera_region": { "x": region[0], "y": region[1], "w": region[2], "h": region[3] },
+        })),
+        201,
+    )
+    .await;
+    api.must(
+        Method::POST,
+        "/api/devices/scale-01/calibrations",
+        &t.admin,
+        Some(json!({ "kind": "calibration", "outcome": "pass", "performed_at": "2026-01-05T09:00:00Z",
+                      "next_due": "2099-01-05", "reference": "DKD-K-12345", "performed_by": "Mettler service" })),
+        201,
+    )
+    .await;
+    let code = api
+        .must(
+            Method::POST,
+            "/api/devices/scale-01/enrollment-code",
+            &t.admin,
+            None,
+            201,
+        )
+        .await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut edge = Edge::enroll(&server.base, &code);
+    edge.start();
+
+    let b = api.started_batch(&t.operator, "weigh").await;
+    sim.set_and_settle("1000.20");
+    api.must(
+        Method::POST,
+        &format!("/api/batches/{b}/steps/weigh/capture"),
+        &t.operator,
+        Some(json!({})),
+        202,
+    )
+    .await;
+    let v = api
+        .wait_batch(&t.operator, &b, Duration::from_secs(60), |v| {
+            v["batch"]["status"] == "flagged"
+        })
+        .await
+        .unwrap_or_else(|v| {
+            panic!(
+                "no OCR-mismatch flag: {v}\nagent:\n{}\nsim: {}",
+                edge.logs(),
+                sim.cmd("status")
+            )
+        });
+    let events = v["events"].as_array().unwrap();
+    let checked = events.iter().find(|e| e["type"] == "mass_checked").unwrap();
+    // The signed serial value decided the mass check; the step is done.
+    assert_eq!(
+        checked["actual"],
+        json!({ "value": "1000.20", "unit": "g" })
+    );
+    assert_eq!(checked["source"]["kind"], "device");
+    assert_eq!(checked["check"]["within"], true);
+    assert_eq!(v["current_step"]["step"]["step_id"], "sign");
+    let flag = events.iter().find(|e| e["type"] == "flag_raised").unwrap();
+    assert_eq!(flag["kind"], "ocr_mismatch");
+    let reason = flag["reason"].as_str().unwrap();
+    let shown_value: rust_decimal::Decimal = shown.parse().unwrap();
+    assert!(
+        reason.contains("1000.20 g") && reason.contains(&format!("{shown_value} g")),
+        "{reason}"
+    );
+    // The frame is the evidence, read inside the admin's region.
+    let photos = api
+        .must(
+            Method::GET,
+            &format!("/api/batches/{b}/photos"),
+            &t.operator,
+            None,
+            200,
+        )
+        .await;
+    let p: &Value = &photos[0]["photo"];
+    assert_eq!(
+        p["source"],
+        json!({ "kind": "device", "device_id": "scale-01", "seq": checked["source"]["sequence"] })
+    );
+    assert_eq!(p["event_seq"], checked["seq"]);
+    assert_eq!(p["ocr"]["outcome"], "accepted");
+    assert_eq!(p["ocr"]["raw_text"], shown.as_str());
+    assert_eq!(p["ocr"]["region"]["x"], region[0]);
+    assert_eq!(
+        std::fs::metadata(&frame).unwrap().len(),
+        p["size_bytes"].as_u64().unwrap()
+    );
+    // A supervisor clears it; the batch goes on with the signed value.
+    let v = api
+        .must(
+            Method::POST,
+            &format!("/api/batches/{b}/flags/{}/approve", flag["flag_id"]),
+            &t.supervisor,
+            Some(json!({ "reason": "display photo was of the neighbouring scale" })),
+            200,
+        )
+        .await;
+    assert_eq!(v["batch"]["status"], "in_progress");
+    let audit = api.audit(&t.admin, "ocr_mismatch").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+}
