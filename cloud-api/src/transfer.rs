@@ -12,8 +12,9 @@
 //!   state, position and whole event stream), `device` (by id, with its keys, enrollment
 //!   code hashes, calibrations, last status, online/offline history and armed step),
 //!   `reading` (by device and sequence, with the signed envelope bytes and the binding),
-//!   `rejection` (in the order stored, with a quarantined envelope while kept), `audit` (by
-//!   sequence number, exactly as hashed), `audit_head`.
+//!   `rejection` (in the order stored, with a quarantined envelope while kept), `photo`
+//!   (photo evidence metadata by id; the photo files themselves stay in the blob store),
+//!   `audit` (by sequence number, exactly as hashed), `audit_head`.
 //!
 //! Version 1 files (written before the device fleet existed) still import.
 //!
@@ -102,6 +103,7 @@ pub enum Line {
     Device(Box<DeviceDump>),
     Reading(Box<ReadingDump>),
     Rejection(RejectionDump),
+    Photo(Box<crate::store::photos::PhotoRecord>),
     Audit(AuditRecord),
     AuditHead(AuditHeadLine),
 }
@@ -116,6 +118,7 @@ fn total(c: &SnapshotCounts) -> u64 {
         + c.devices
         + c.readings
         + c.rejections
+        + c.photos
         + c.audit_records
 }
 
@@ -303,6 +306,17 @@ pub async fn export(
             bar.inc(1);
         }
     }
+    let mut after = None;
+    loop {
+        let page = store.photos_after(after, CHUNK as u32).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for p in page {
+            seen.photos += 1;
+            w.line(&Line::Photo(Box::new(p))).await?;
+            bar.inc(1);
+        }
+    }
     let mut after = 0;
     loop {
         let page = store.audit_records(after, CHUNK as u32).await?;
@@ -376,6 +390,7 @@ struct Pending {
     batches: Vec<ImportedBatch>,
     readings: Vec<ReadingDump>,
     rejections: Vec<RejectionDump>,
+    photos: Vec<crate::store::photos::PhotoRecord>,
     audit: Vec<AuditRecord>,
 }
 
@@ -412,6 +427,9 @@ impl Pending {
                 .load_rejections(&std::mem::take(&mut self.rejections))
                 .await?;
         }
+        for p in std::mem::take(&mut self.photos) {
+            store.insert_photo(&p, &[]).await?;
+        }
         if !self.audit.is_empty() {
             store.load_audit(&std::mem::take(&mut self.audit)).await?;
         }
@@ -426,6 +444,7 @@ impl Pending {
             || self.batches.len() >= BATCH_PAGE as usize
             || self.readings.len() >= CHUNK
             || self.rejections.len() >= CHUNK
+            || self.photos.len() >= CHUNK
             || self.audit.len() >= CHUNK
     }
 }
@@ -512,6 +531,7 @@ pub async fn import(
             }
             Line::Reading(r) => pending.readings.push(*r),
             Line::Rejection(r) => pending.rejections.push(r),
+            Line::Photo(p) => pending.photos.push(*p),
             Line::Audit(r) => pending.audit.push(r),
             Line::AuditHead(h) => {
                 head = Some(AuditHead {

@@ -2110,12 +2110,17 @@ async fn device_fleet_survives_export_and_import(s: Arc<dyn Store>) {
     .await
     .unwrap();
 
+    let mut evidence = photo(b.state.batch_id, &"c".repeat(64), T0);
+    evidence.event_seq = Some(2);
+    s.insert_photo(&evidence, &[]).await.unwrap();
+
     let dir = tempfile::tempdir().unwrap();
     let bar = indicatif::ProgressBar::hidden();
     let first = dir.path().join("first.jsonl");
     let counts = metcon_cloud::transfer::export(&*s, &first, &bar)
         .await
         .unwrap();
+    assert_eq!(counts.photos, 1);
     assert_eq!(
         (
             counts.devices,
@@ -2144,6 +2149,8 @@ async fn device_fleet_survives_export_and_import(s: Arc<dyn Store>) {
         std::fs::read(&second).unwrap(),
     );
     assert!(a == b2, "the copy exports different bytes");
+    use metcon_cloud::store::photos::PhotoStore;
+    assert_eq!(target.photo(evidence.id).await.unwrap(), Some(evidence));
 
     // The copy behaves like the original: evidence, binding, quarantine, stats.
     let r = target.reading("scale-1", 2).await.unwrap().unwrap();

@@ -123,6 +123,9 @@ pub struct SnapshotCounts {
     pub readings: u64,
     #[serde(default)]
     pub rejections: u64,
+    /// Photo evidence records (absent from files written before photos were kept).
+    #[serde(default)]
+    pub photos: u64,
 }
 
 impl SnapshotCounts {

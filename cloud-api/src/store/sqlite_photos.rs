@@ -118,6 +118,20 @@ impl PhotoStore for SqliteStore {
         .await
     }
 
+    async fn photos_after(&self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<PhotoRecord>> {
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached("SELECT doc FROM photos WHERE id > ?1 ORDER BY id LIMIT ?2")
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![after, limit], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            rows.map(|r| from_json(&r.map_err(backend)?)).collect()
+        })
+        .await
+    }
+
     async fn photos_for_batch(&self, batch_id: Uuid) -> StoreResult<Vec<PhotoRecord>> {
         self.read(move |c| {
             collect(

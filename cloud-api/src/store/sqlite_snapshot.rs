@@ -44,6 +44,7 @@ impl SnapshotStore for SqliteStore {
                 presence_changes: count(c, "SELECT COUNT(*) FROM presence_changes")?,
                 readings: count(c, "SELECT COUNT(*) FROM readings")?,
                 rejections: count(c, "SELECT COUNT(*) FROM ingest_rejections")?,
+                photos: count(c, "SELECT COUNT(*) FROM photos")?,
             })
         })
         .await

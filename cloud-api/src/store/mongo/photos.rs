@@ -102,6 +102,26 @@ impl PhotoStore for MongoStore {
         self.find_photos(doc! { "sha256": sha256 }).await
     }
 
+    async fn photos_after(&self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<PhotoRecord>> {
+        use futures_util::TryStreamExt;
+        let filter = match after {
+            Some(a) => doc! { "_id": { "$gt": a.to_string() } },
+            None => doc! {},
+        };
+        let docs: Vec<Document> = self
+            .c
+            .photos
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.iter().map(photo_from).collect()
+    }
+
     async fn photos_for_batch(&self, batch_id: Uuid) -> StoreResult<Vec<PhotoRecord>> {
         self.find_photos(doc! { "batch_id": batch_id.to_string() })
             .await

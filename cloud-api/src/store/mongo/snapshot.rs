@@ -91,6 +91,7 @@ impl SnapshotStore for MongoStore {
             presence_changes: n(&c.presence_changes).await?,
             readings: n(&c.readings).await?,
             rejections: n(&c.ingest_rejections).await?,
+            photos: n(&c.photos).await?,
         })
     }
 
