@@ -385,6 +385,29 @@ fn table() -> Vec<Row> {
             F::WeighBatch,
             |c| Some(json!({ "device_id": c["device"] })),
         ),
+        // Photos: a JSON body is not a photo, so permitted callers get 415, never 401/403.
+        row(
+            Method::POST,
+            "/api/batches/{id}/steps/{step_id}/photo",
+            Perm(P::ExecuteSteps),
+            F::AdvancedBatch,
+            empty,
+        ),
+        row(
+            Method::GET,
+            "/api/batches/{id}/photos",
+            Perm(P::ViewBatches),
+            F::StartedBatch,
+            no_body,
+        ),
+        // The signed URL is the credential (here missing: 400, never 401).
+        row(
+            Method::GET,
+            "/api/photos/{sha256}",
+            Public,
+            F::None,
+            no_body,
+        ),
         row(
             Method::POST,
             "/api/batches/{id}/steps/{step_id}/attach-reading",
@@ -883,6 +906,8 @@ fn fill(template: &str, c: &Ctx) -> String {
             path = path.replace(&format!("{{{key}}}"), v);
         }
     }
+    // A photo digest that is stored nowhere.
+    path = path.replace("{sha256}", &"a".repeat(64));
     assert!(!path.contains('{'), "unfilled placeholder in {path}");
     path
 }
