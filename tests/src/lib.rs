@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod mosquitto;
 pub mod poll;
 pub mod scale_sim;
+pub mod scenes;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

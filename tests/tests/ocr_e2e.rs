@@ -6,7 +6,6 @@
 //! mass check's evidence with what OCR read.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use metcon_e2e::api::Api;
@@ -16,53 +15,9 @@ use metcon_e2e::{sibling_binary, Server};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn scenes() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ocr/testdata/scenes")
-}
-
-/// A held-out scene the built-in reader reads right and confidently inside its labelled
-/// display region: (file, label, region).
-fn readable_scene() -> (PathBuf, String, [u32; 4]) {
-    let reader = metcon_ocr::Reader::builtin().unwrap();
-    let labels = std::fs::read_to_string(scenes().join("labels.csv")).unwrap();
-    let regions = std::fs::read_to_string(scenes().join("regions.csv")).unwrap();
-    for line in labels.lines().skip(1) {
-        let Some((file, text)) = line.split_once(',') else {
-            continue;
-        };
-        if text.is_empty() || text.starts_with('-') || text == "1000.2" {
-            continue;
-        }
-        let Some(r) = regions
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{file},")))
-        else {
-            continue;
-        };
-        let r: Vec<u32> = r.split(',').map(|v| v.parse().unwrap()).collect();
-        let roi = metcon_ocr::Roi {
-            x: r[0],
-            y: r[1],
-            w: r[2],
-            h: r[3],
-        };
-        let img = image::open(scenes().join(file)).unwrap();
-        if let Ok(got) = reader.read(&img, Some(roi)) {
-            if got.text == text && got.confidence >= metcon_ocr::ACCEPT_THRESHOLD {
-                return (
-                    scenes().join(file),
-                    text.to_string(),
-                    [r[0], r[1], r[2], r[3]],
-                );
-            }
-        }
-    }
-    panic!("the built-in reader reads none of the held-out scenes confidently in its region");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_showing_another_value_raises_an_ocr_mismatch_and_the_signed_value_stands() {
-    let (frame, shown, region) = readable_scene();
+    let (frame, shown, region) = metcon_e2e::scenes::readable_scene(true);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&sibling_binary("metcon-cloud").unwrap(), dir.path(), &[]).unwrap();
     let api = Api::new(&server.base);

@@ -38,8 +38,8 @@ async fn server() -> (tempfile::TempDir, Server, Api, Tokens) {
     (dir, server, api, t)
 }
 
-/// A flow with four of the five step types at receiving (the photo step has no upload path
-/// on the server yet).
+/// A flow with four of the five step types at receiving (photo steps: see
+/// `an_operator_completes_a_mass_check_and_a_photo_step_from_photos`).
 async fn publish_receiving_flow(api: &Api, admin: &str) {
     let content = json!({
         "name": "Gold receiving", "pipeline": "gold",
@@ -85,20 +85,25 @@ async fn batch_id(b: &Browser) -> String {
         .to_string()
 }
 
-/// Starts a batch of the receiving flow from the board and does its first two steps.
-async fn start_and_prepare(b: &Browser) -> String {
+/// Starts a batch of `flow_id` from the board; waits for `first` on its page.
+async fn start_from_board(b: &Browser, flow_id: &str, first: &str) -> String {
     b.open("/").await.unwrap();
     b.wait_text("Station board", WAIT).await.unwrap();
     b.client
         .find(Locator::Css("#flow_id"))
         .await
         .unwrap()
-        .select_by_value("receiving")
+        .select_by_value(flow_id)
         .await
         .unwrap();
     b.click("#start-batch").await.unwrap();
-    b.wait_text("Read the delivery note", WAIT).await.unwrap();
-    let id = batch_id(b).await;
+    b.wait_text(first, WAIT).await.unwrap();
+    batch_id(b).await
+}
+
+/// Starts a batch of the receiving flow from the board and does its first two steps.
+async fn start_and_prepare(b: &Browser) -> String {
+    let id = start_from_board(b, "receiving", "Read the delivery note").await;
     b.click("input[name=acknowledged]").await.unwrap();
     b.click("#complete-step").await.unwrap();
     b.wait_text("Seal intact", WAIT).await.unwrap();
@@ -531,4 +536,100 @@ async fn after_the_idle_timeout_the_next_page_is_the_login_form() {
     b.wait_text("Log in", WAIT).await.unwrap();
     assert!(b.path().await.unwrap().starts_with("/login"));
     b.close().await.unwrap();
+}
+
+/// A station without a serial scale: the operator photographs the display, the built-in
+/// reader reads it and the mass check is recorded from the photo; the photo step takes its
+/// photo through the same form. A file that is not a photo gets a readable message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_completes_a_mass_check_and_a_photo_step_from_photos() {
+    let (file, shown, _) = metcon_e2e::scenes::readable_scene(false);
+    let (_dir, server, api, t) = server().await;
+    let content = json!({
+        "name": "Receiving by photo", "pipeline": "gold",
+        "stations": [{ "station_id": "receiving", "name": "Receiving", "steps": [
+            { "step_id": "weigh", "name": "Weigh-in", "type": "mass_check",
+              "expected_mass": shown, "unit": "g",
+              "tolerance": { "kind": "absolute", "value": "0.5", "unit": "g" } },
+            { "step_id": "lot-photo", "name": "Photograph the lot", "type": "photo",
+              "prompt": "Photograph the lot with its label." }
+        ]}]
+    });
+    api.must(
+        Method::POST,
+        "/api/flows",
+        &t.admin,
+        Some(json!({ "flow_id": "by-photo", "content": content })),
+        201,
+    )
+    .await;
+    api.must(
+        Method::POST,
+        "/api/flows/by-photo/versions/1/publish",
+        &t.admin,
+        Some(json!({})),
+        200,
+    )
+    .await;
+    let op = Browser::start(&server.base).await.unwrap();
+    op.login("operator", PASSWORD).await.unwrap();
+    let id = start_from_board(&op, "by-photo", "Photograph the display").await;
+
+    // Not a photo: a readable refusal, nothing recorded.
+    let not_photo = _dir.path().join("delivery-note.png");
+    std::fs::write(&not_photo, "this is not an image").unwrap();
+    op.click("summary").await.unwrap();
+    let input = op
+        .client
+        .find(Locator::Css("#display-photo"))
+        .await
+        .unwrap();
+    input.send_keys(not_photo.to_str().unwrap()).await.unwrap();
+    op.click("#upload-display-photo").await.unwrap();
+    op.wait_text("not a JPEG or PNG", WAIT).await.unwrap();
+    assert_eq!(batch(&api, &t.operator, &id).await["batch"]["cursor"], 0);
+
+    // The display photo: read, recorded, green.
+    op.click("summary").await.unwrap();
+    let input = op
+        .client
+        .find(Locator::Css("#display-photo"))
+        .await
+        .unwrap();
+    input.send_keys(file.to_str().unwrap()).await.unwrap();
+    op.click("#upload-display-photo").await.unwrap();
+    op.wait_text("within tolerance", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    op.screenshots("mass-check-from-photo").await.unwrap();
+    let v = batch(&api, &t.operator, &id).await;
+    let checked = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "mass_checked")
+        .cloned()
+        .unwrap();
+    assert_eq!(checked["source"]["kind"], "ocr", "{v}");
+    assert_eq!(v["current_step"]["step"]["step_id"], "lot-photo", "{v}");
+
+    // The photo step.
+    op.wait_text("Photograph the lot with its label.", WAIT)
+        .await
+        .unwrap();
+    let input = op.client.find(Locator::Css("#photo")).await.unwrap();
+    input.send_keys(file.to_str().unwrap()).await.unwrap();
+    op.click("#upload-photo").await.unwrap();
+    op.wait_text("All steps are done", WAIT).await.unwrap();
+    let photos = api
+        .must(
+            Method::GET,
+            &format!("/api/batches/{id}/photos"),
+            &t.operator,
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(photos.as_array().unwrap().len(), 2, "{photos}");
+    op.close().await.unwrap();
 }

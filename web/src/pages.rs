@@ -127,6 +127,9 @@ pub struct StepView {
     pub may_execute: bool,
     /// Whether a photo can be uploaded here.
     pub photo_upload: bool,
+    /// Mass checks: the id of an uploaded photo OCR could not read; the weight typed in
+    /// by hand is then recorded for it (and flagged for approval).
+    pub unreadable_photo: String,
 }
 
 #[derive(Debug, Clone)]

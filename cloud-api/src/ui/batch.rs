@@ -13,7 +13,7 @@ use metcon_shared::role::Permission;
 use metcon_web::pages::{BatchPage, FlagRow, HistoryRow, Notice, StepView, Verdict};
 use uuid::Uuid;
 
-use super::{format, problem, render, Form, UiResult, Viewer};
+use super::{format, problem, render, Form, UiError, UiResult, Viewer};
 use crate::http::batches::{self as api, BatchView, CompleteStep, MassCheckRequest, VersionOnly};
 use crate::http::error::ApiError;
 use crate::http::extract::{Body, PathParams};
@@ -86,6 +86,18 @@ pub(super) async fn show(
     status: StatusCode,
     notice: Option<Notice>,
 ) -> UiResult {
+    show_page(state, viewer, id, status, notice, None).await
+}
+
+/// The batch page; `unreadable_photo` offers the manual entry for that photo.
+async fn show_page(
+    state: &AppState,
+    viewer: &Viewer,
+    id: Uuid,
+    status: StatusCode,
+    notice: Option<Notice>,
+    unreadable_photo: Option<String>,
+) -> UiResult {
     let v = load(state, viewer, id).await?;
     let actor = viewer.caller.actor();
     let executes = viewer.can(Permission::ExecuteSteps);
@@ -123,13 +135,14 @@ pub(super) async fn show(
                     if may_execute {
                         live_station = Some(cs.station_id.clone());
                     }
+                    // Without a serial reading: a photo of the display, read by OCR.
+                    view.photo_upload = true;
+                    view.unreadable_photo = unreadable_photo.clone().unwrap_or_default();
                 }
                 StepKind::Signature { meaning } => view.meaning = meaning.clone(),
                 StepKind::Photo { prompt } => {
                     view.text = prompt.clone();
-                    // There is no photo upload endpoint yet (photos arrive from devices over
-                    // MQTT); the page says so instead of offering a form that cannot work.
-                    view.photo_upload = false;
+                    view.photo_upload = true;
                 }
             }
             Some(view)
@@ -359,7 +372,7 @@ pub async fn mass_check(
             actual,
             note,
             expected_version: form.version(),
-            photo_id: None,
+            photo_id: form.get("photo_id").and_then(|p| p.parse().ok()),
         }),
     )
     .await;
@@ -381,6 +394,78 @@ pub async fn capture(
     )
     .await;
     after(&state, &viewer, id, r).await
+}
+
+/// A photo from the kiosk's camera or file picker (multipart: `_csrf`, `expected_version`,
+/// `note`, `photo`) for a photo step, or for a mass check read by OCR. A re-take or an
+/// unreadable display comes back as the batch page with the reason; for an unreadable one
+/// the manual entry then records the weight for that photo.
+pub async fn photo(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    PathParams((id, step_id)): PathParams<(Uuid, String)>,
+    headers: axum::http::HeaderMap,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> UiResult {
+    let unreadable_form = |detail: String| {
+        UiError::page(
+            StatusCode::BAD_REQUEST,
+            "The photo could not be received",
+            format!("The upload is not a valid form: {detail}"),
+        )
+    };
+    let mut mp = multipart.map_err(|e| unreadable_form(e.body_text()))?;
+    let mut form = Form::default();
+    let mut photo = None;
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| unreadable_form(e.body_text()))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "photo" {
+            photo = Some(
+                field
+                    .bytes()
+                    .await
+                    .map_err(|e| unreadable_form(e.body_text()))?,
+            );
+        } else {
+            let text = field
+                .text()
+                .await
+                .map_err(|e| unreadable_form(e.body_text()))?;
+            form.0.push((name, text));
+        }
+    }
+    super::check_csrf(&headers, &form, crate::http::extract::CSRF_COOKIE)?;
+    let Some(photo) = photo.filter(|p| !p.is_empty()) else {
+        let e = ApiError::unprocessable("choose or take a photo first");
+        return show(&state, &viewer, id, e.status, Some(problem(&e))).await;
+    };
+    let r = crate::http::photos::upload(
+        State(state.clone()),
+        viewer.caller.clone(),
+        PathParams((id, step_id)),
+        crate::http::extract::QueryParams(crate::http::photos::UploadQuery {
+            expected_version: form.version(),
+            note: form.get("note").map(str::to_string),
+        }),
+        Ok(photo),
+    )
+    .await;
+    match r {
+        Err(e) if e.status != StatusCode::UNAUTHORIZED => {
+            let manual = e
+                .extra
+                .as_ref()
+                .filter(|x| x["manual_entry_allowed"] == true)
+                .and_then(|x| x["photo_id"].as_str())
+                .map(str::to_string);
+            show_page(&state, &viewer, id, e.status, Some(problem(&e)), manual).await
+        }
+        other => after(&state, &viewer, id, other).await,
+    }
 }
 
 #[cfg(test)]

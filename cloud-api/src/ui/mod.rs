@@ -44,6 +44,10 @@ pub fn router() -> Router<AppState> {
         .route("/batches/{id}/start", post(batch::start))
         .route("/batches/{id}/complete", post(batch::finish))
         .route(
+            "/batches/{id}/steps/{step_id}/photo",
+            post(batch::photo).layer(axum::extract::DefaultBodyLimit::max(32 * 1024 * 1024)),
+        )
+        .route(
             "/batches/{id}/steps/{step_id}/complete",
             post(batch::complete_step),
         )
