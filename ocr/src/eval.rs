@@ -20,6 +20,8 @@ pub enum EvalError {
     NoRows,
     #[error(transparent)]
     Reader(#[from] OcrError),
+    #[error("cannot write: {0}")]
+    Io(String),
 }
 
 /// Results of one engine.
@@ -191,6 +193,85 @@ pub fn evaluate_with(
         engines,
         misreads,
     })
+}
+
+/// Header of [`write_features`]' CSV.
+pub const FEATURES_HEADER: &str = "file,expected,correct,text,confidence,region_confidence,\
+lp,ln_min_step,ln_min_char,point_alt,agree,len,lp_min,edge_left,edge_right,candidates,grown_disagrees,\
+grown_replaced,pass0,pass1,pass2,x,y,w,h,ms";
+
+/// Writes one CSV row per labelled image of `dir` with the reading, the calibrator's
+/// features and the localisation trace (`metcon-ocr features`; input of
+/// `training/calibrate.py`). Images that cannot be opened or read are skipped.
+pub fn write_features(
+    reader: &Reader,
+    dir: &Path,
+    out: &mut dyn std::io::Write,
+) -> Result<usize, EvalError> {
+    let rows = read_labels(dir)?;
+    let io = |e: std::io::Error| EvalError::Io(e.to_string());
+    writeln!(out, "{FEATURES_HEADER}").map_err(io)?;
+    let mut n = 0;
+    for row in &rows {
+        let Ok(img) = image::open(dir.join(&row.file)) else {
+            continue;
+        };
+        let roi = match row.roi {
+            RowRoi::Localise => None,
+            RowRoi::Full => Some(Roi {
+                x: 0,
+                y: 0,
+                w: img.width(),
+                h: img.height(),
+            }),
+            RowRoi::Fixed(r) => Some(r),
+        };
+        let t = Instant::now();
+        let Ok((r, tr)) = reader.read_traced(&img, roi) else {
+            continue;
+        };
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let f = tr.features;
+        let pass = |i: usize| tr.pass_texts.get(i).cloned().unwrap_or_default();
+        writeln!(
+            out,
+            "{},{},{},{},{:.6},{:.6},{:.5},{:.5},{:.5},{:.5},{},{},{:.5},{:.4},{:.4},{},{},{},{},{},{},{},{},{},{},{:.2}",
+            row.file,
+            quote(&row.text),
+            u8::from(r.text == row.text),
+            quote(&r.text),
+            r.confidence,
+            tr.region_confidence,
+            f.lp,
+            f.ln_min_step,
+            f.ln_min_char,
+            f.point_alt,
+            f.agree,
+            f.len,
+            f.lp_min,
+            f.edge_left,
+            f.edge_right,
+            tr.candidates,
+            u8::from(tr.grown_disagrees),
+            u8::from(tr.grown_replaced),
+            quote(&pass(0)),
+            quote(&pass(1)),
+            quote(&pass(2)),
+            r.region.x,
+            r.region.y,
+            r.region.w,
+            r.region.h,
+            ms
+        )
+        .map_err(io)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Readings are written with a leading `'` so that spreadsheet tools keep "0148.30" as text.
+fn quote(s: &str) -> String {
+    format!("'{s}")
 }
 
 /// How a row's image is read.

@@ -18,13 +18,14 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 
-use crate::decode::{Calibration, Decoded};
+use crate::decode::{Calibration, Decoded, Features};
 use crate::preprocess::{Gray, INPUT_H, INPUT_W};
 
 /// Readings at or above this calibrated confidence may be accepted without review.
 pub const ACCEPT_THRESHOLD: f32 = 0.85;
 
-/// The embedded model (CNN + CTC, input 1x1x32x256, output 1x64x13 probabilities).
+/// The embedded model (CNN + CTC, input 1x1x32xW with W a multiple of 32 in 64..=256,
+/// output 1x(W/4)x13 probabilities).
 static MODEL_ONNX: &[u8] = include_bytes!("../model/sevenseg.onnx");
 /// Calibration fitted on held-out synthetic data.
 static CALIBRATION_JSON: &str = include_str!("../model/calibration.json");
@@ -34,6 +35,12 @@ pub const MIN_SIDE: u32 = 8;
 /// Candidate regions tried in full photos.
 const MAX_CANDIDATES: usize = 7;
 const CLASSES: usize = 13;
+/// Horizontal stretches of the three passes over a region: the crop as is, then narrower
+/// and wider (a reading that changes with a 12 % stretch is not to be trusted).
+pub const STRETCHES: [f64; 3] = [1.0, 0.88, 1.12];
+/// Network input widths a plan is built for: 64, 96, ..., 256 (content width + padding,
+/// rounded up, as in the training batches; see [`preprocess::bucket_width`]).
+const WIDTHS: [usize; 7] = [64, 96, 128, 160, 192, 224, 256];
 
 type Plan = TypedRunnableModel<TypedModel>;
 
@@ -75,11 +82,30 @@ pub struct DisplayReading {
     pub decimals: Option<u32>,
 }
 
-/// The reader: an optimised tract plan plus calibration. `Send + Sync`; build once and
-/// share behind an `Arc`.
+/// How a reading came about: the calibrator's evidence and, for photos, the localisation
+/// steps (used by `metcon-ocr features` to fit the calibration, and for diagnostics).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReadTrace {
+    pub features: Features,
+    /// Texts of the three passes over the final region.
+    pub pass_texts: Vec<String>,
+    /// Photos only: candidate regions read.
+    pub candidates: usize,
+    /// Photos only: a region grown sideways around the chosen one read differently.
+    pub grown_disagrees: bool,
+    /// Photos only: the chosen region was replaced by a grown one (a fragment was found).
+    pub grown_replaced: bool,
+    /// Photos only: the calibrated confidence before the photo caps.
+    pub region_confidence: f32,
+}
+
+/// The reader: one optimised network plan per input width and the calibration. Immutable
+/// after construction, `Send + Sync`; build once and share behind an `Arc`.
 #[derive(Debug)]
 pub struct Reader {
-    plan: Plan,
+    /// Input widths of `plans`, ascending.
+    widths: Vec<usize>,
+    plans: Vec<Plan>,
     calibration: Calibration,
 }
 
@@ -91,15 +117,45 @@ impl Reader {
         Self::from_onnx(MODEL_ONNX, calibration)
     }
 
-    /// Loads another ONNX model of the same input/output layout (for experiments).
+    /// Loads another ONNX model of the same input/output layout (for experiments; see
+    /// [`Calibration::neutral`] for a model that has not been calibrated yet).
     pub fn from_onnx(onnx: &[u8], calibration: Calibration) -> Result<Reader, OcrError> {
-        let plan = tract_onnx::onnx()
+        calibration.validate().map_err(OcrError::Model)?;
+        let model = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(onnx))
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, INPUT_H, INPUT_W]).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
             .map_err(|e| OcrError::Model(format!("{e:#}")))?;
-        Ok(Reader { plan, calibration })
+        // One plan per width, all built now (a few ms each) so that reads never wait for an
+        // optimisation and a broken model fails here. A model exported with a fixed 256-px
+        // input (older exports) only gets the 256 plan; narrower plans are skipped then.
+        let build = |w: usize| {
+            model
+                .clone()
+                .with_input_fact(0, f32::fact([1, 1, INPUT_H, w]).into())
+                .and_then(|m| m.into_optimized())
+                .and_then(|m| m.into_runnable())
+        };
+        let mut widths = Vec::new();
+        let mut plans = Vec::new();
+        for w in WIDTHS {
+            match build(w) {
+                Ok(p) => {
+                    widths.push(w);
+                    plans.push(p);
+                }
+                Err(e) if w == INPUT_W => return Err(OcrError::Model(format!("{e:#}"))),
+                Err(_) => {}
+            }
+        }
+        Ok(Reader {
+            widths,
+            plans,
+            calibration,
+        })
+    }
+
+    /// The calibration in use.
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
     }
 
     /// Reads the display in `image`. With `roi`, only that region (fixed cameras); without,
@@ -109,6 +165,15 @@ impl Reader {
         image: &image::DynamicImage,
         roi: Option<Roi>,
     ) -> Result<DisplayReading, OcrError> {
+        self.read_traced(image, roi).map(|(r, _)| r)
+    }
+
+    /// As [`Reader::read`], also returning the evidence behind the reading.
+    pub fn read_traced(
+        &self,
+        image: &image::DynamicImage,
+        roi: Option<Roi>,
+    ) -> Result<(DisplayReading, ReadTrace), OcrError> {
         let (w, h) = (image.width(), image.height());
         if w < MIN_SIDE || h < MIN_SIDE {
             return Err(OcrError::ImageTooSmall {
@@ -121,8 +186,15 @@ impl Reader {
             Some(r) => {
                 let r = clamp_roi(r, w, h).ok_or(OcrError::BadRoi(r))?;
                 let crop = Gray::from_image(&image.crop_imm(r.x, r.y, r.w, r.h));
-                let (d, conf) = self.read_gray(&crop)?;
-                Ok(reading(d, conf, r))
+                let (d, f, texts) = self.read_region(&crop)?;
+                let conf = self.calibration.confidence(&d.text, &f, 0.0);
+                let trace = ReadTrace {
+                    features: f,
+                    pass_texts: texts,
+                    region_confidence: conf,
+                    ..ReadTrace::default()
+                };
+                Ok((reading(d, conf, r), trace))
             }
             None => {
                 let gray = Gray::from_image(image);
@@ -131,25 +203,43 @@ impl Reader {
         }
     }
 
-    /// Recognises one crop with test-time variants: the crop as is and stretched to 88 % and
-    /// 112 % of its width. All three must agree for the calibrated confidence (their median)
-    /// to stand; a 2-of-3 majority keeps 0.7 × the lower of the two; otherwise the most
-    /// confident single reading keeps 0.4 × its confidence.
+    /// Recognises one crop with three passes (see [`STRETCHES`]) and returns the combined
+    /// reading with its calibrated confidence.
     pub fn read_gray(&self, crop: &Gray) -> Result<(Decoded, f32), OcrError> {
-        let base = self.read_once(crop, 1.0)?;
-        let a = self.read_once(crop, 0.88)?;
-        let b = self.read_once(crop, 1.12)?;
-        Ok(combine(base, a, b))
+        let (d, f, _) = self.read_region(crop)?;
+        let c = self.calibration.confidence(&d.text, &f, 0.0);
+        Ok((d, c))
+    }
+
+    /// Three passes over a region, combined: the text of the plain pass if a stretched pass
+    /// agrees, else the text both stretched passes agree on, else the plain pass's.
+    fn read_region(&self, crop: &Gray) -> Result<(Decoded, Features, Vec<String>), OcrError> {
+        let passes = [
+            self.read_once(crop, STRETCHES[0])?,
+            self.read_once(crop, STRETCHES[1])?,
+            self.read_once(crop, STRETCHES[2])?,
+        ];
+        let texts = passes.iter().map(|p| p.text.clone()).collect();
+        let (d, f) = combine(passes);
+        Ok((d, f, texts))
     }
 
     /// One pass of the network over `crop` with its width scaled by `stretch`.
-    pub fn read_once(&self, crop: &Gray, stretch: f64) -> Result<(Decoded, f32), OcrError> {
-        let (input, _) = preprocess::model_input_stretched(crop, stretch);
-        let tensor: Tensor = tract_ndarray::Array4::from_shape_vec((1, 1, INPUT_H, INPUT_W), input)
+    pub fn read_once(&self, crop: &Gray, stretch: f64) -> Result<Decoded, OcrError> {
+        let (input, width, content) = preprocess::network_input(crop, stretch, &self.widths);
+        if content == 0 {
+            return Ok(Decoded::empty());
+        }
+        let tensor: Tensor = tract_ndarray::Array4::from_shape_vec((1, 1, INPUT_H, width), input)
             .map_err(|e| OcrError::Inference(e.to_string()))?
             .into();
-        let out = self
-            .plan
+        let plan = self
+            .widths
+            .iter()
+            .position(|&w| w == width)
+            .and_then(|i| self.plans.get(i))
+            .ok_or_else(|| OcrError::Inference(format!("no plan for width {width}")))?;
+        let out = plan
             .run(tvec!(tensor.into()))
             .map_err(|e| OcrError::Inference(format!("{e:#}")))?;
         let probs = out
@@ -158,132 +248,158 @@ impl Reader {
             .to_array_view::<f32>()
             .map_err(|e| OcrError::Inference(format!("{e:#}")))?;
         let flat: Vec<f32> = probs.iter().copied().collect();
-        let d = decode::greedy(&flat, CLASSES);
-        let c = self.calibration.confidence(&d);
-        Ok((d, c))
+        let mut d = decode::greedy(&flat, CLASSES);
+        // one output step per 4 input columns
+        d.steps = d.steps.min(content.div_ceil(4));
+        Ok(d)
     }
 
-    /// Full photo: whole image plus localised candidates; the most confident reading wins.
-    fn read_photo(&self, gray: &Gray) -> Result<DisplayReading, OcrError> {
+    fn crop_of(gray: &Gray, r: Roi) -> Gray {
+        gray.crop(r.x as usize, r.y as usize, r.w as usize, r.h as usize)
+    }
+
+    /// Full photo: the whole image and the localised candidates are read once each; the
+    /// best plausible reading's region is grown sideways to catch fragments of a longer
+    /// number, then read with three passes.
+    fn read_photo(&self, gray: &Gray) -> Result<(DisplayReading, ReadTrace), OcrError> {
         let full = Roi {
             x: 0,
             y: 0,
             w: gray.w as u32,
             h: gray.h as u32,
         };
+        // The working image of the localiser also serves for reading the whole photo as one
+        // region (it is resized to 32 px high anyway): no copy or resize of the full image.
+        let (small, scale) = locate::working_image(gray);
+        let region_gray = |r: Roi| -> std::borrow::Cow<'_, Gray> {
+            if r == full {
+                std::borrow::Cow::Borrowed(&small)
+            } else {
+                std::borrow::Cow::Owned(Self::crop_of(gray, r))
+            }
+        };
         let mut regions = vec![full];
-        for c in locate::candidates(gray, MAX_CANDIDATES) {
+        for c in locate::candidates_in(&small, scale, MAX_CANDIDATES) {
             // margin around the dense region: a little context as in training
-            let mx = c.h * 0.15;
-            let my = c.h * 0.12;
-            let x0 = (c.x - mx).max(0.0);
-            let y0 = (c.y - my).max(0.0);
-            let x1 = (c.x + c.w + mx).min(gray.w as f32);
-            let y1 = (c.y + c.h + my).min(gray.h as f32);
-            let r = Roi {
-                x: x0 as u32,
-                y: y0 as u32,
-                w: (x1 - x0) as u32,
-                h: (y1 - y0) as u32,
-            };
-            if r.w >= MIN_SIDE && r.h >= MIN_SIDE {
+            if let Some(r) = grow(gray, c.x, c.y, c.w, c.h, c.h * 0.15, c.h * 0.12) {
                 regions.push(r);
             }
         }
         let mut best: Option<(Decoded, f32, Roi)> = None;
-        for r in regions {
-            let crop = gray.crop(r.x as usize, r.y as usize, r.w as usize, r.h as usize);
-            let (d, c) = self.read_once(&crop, 1.0)?;
-            let better = match &best {
-                None => true,
-                Some((bd, bc, _)) => (d.text.is_empty(), -c) < (bd.text.is_empty(), -*bc),
+        for &r in &regions {
+            let d = self.read_once(&region_gray(r), 1.0)?;
+            let q = rank(&d);
+            if best.as_ref().is_none_or(|(_, bq, _)| q > *bq) {
+                best = Some((d, q, r));
+            }
+        }
+        let Some((mut d, _, mut r)) = best else {
+            return Ok((reading(Decoded::empty(), 0.0, full), ReadTrace::default()));
+        };
+        let mut trace = ReadTrace {
+            candidates: regions.len(),
+            ..ReadTrace::default()
+        };
+        // A candidate may hold only part of the digits (fragmented localisation). Read a
+        // region grown sideways: a longer reading that contains this one replaces it (and is
+        // grown again); any other disagreement caps the confidence.
+        for _ in 0..2 {
+            let rh = r.h as f32;
+            let Some(ex) = grow(
+                gray,
+                r.x as f32,
+                r.y as f32,
+                r.w as f32,
+                rh,
+                rh * 1.5,
+                rh * 0.15,
+            ) else {
+                break;
             };
-            if better {
-                best = Some((d, c, r));
+            if ex == r {
+                break;
+            }
+            let de = self.read_once(&region_gray(ex), 1.0)?;
+            if de.text == d.text {
+                trace.grown_disagrees = false;
+                break;
+            }
+            trace.grown_disagrees = true;
+            if de.text.len() > d.text.len()
+                && de.text.contains(d.text.as_str())
+                && decode::plausible(&de.text)
+            {
+                d = de;
+                r = ex;
+                trace.grown_replaced = true;
+            } else {
+                break;
             }
         }
-        match best {
-            Some((mut d, mut c, mut r)) => {
-                // A candidate may hold only part of the digits (fragmented localisation).
-                // Read a region grown sideways: a longer reading that contains this one
-                // replaces it; any other disagreement caps the confidence.
-                let mut cap = 1.0f32;
-                let grow = r.h as f32 * 1.5;
-                let x0 = (r.x as f32 - grow).max(0.0);
-                let x1 = (r.x as f32 + r.w as f32 + grow).min(gray.w as f32);
-                let y0 = (r.y as f32 - r.h as f32 * 0.15).max(0.0);
-                let y1 = (r.y as f32 + r.h as f32 * 1.15).min(gray.h as f32);
-                let ex = Roi {
-                    x: x0 as u32,
-                    y: y0 as u32,
-                    w: (x1 - x0) as u32,
-                    h: (y1 - y0) as u32,
-                };
-                if ex != r && ex.w >= MIN_SIDE && ex.h >= MIN_SIDE {
-                    let crop =
-                        gray.crop(ex.x as usize, ex.y as usize, ex.w as usize, ex.h as usize);
-                    let (de, ce) = self.read_once(&crop, 1.0)?;
-                    if de.text != d.text {
-                        cap = 0.5;
-                        if de.text.len() > d.text.len() && de.text.contains(d.text.as_str()) {
-                            d = de;
-                            c = ce;
-                            r = ex;
-                        }
-                    }
-                }
-                // confirm the chosen region with the stretched variants
-                let crop = gray.crop(r.x as usize, r.y as usize, r.w as usize, r.h as usize);
-                let a = self.read_once(&crop, 0.88)?;
-                let b = self.read_once(&crop, 1.12)?;
-                let (d, c) = combine((d, c), a, b);
-                // a single character from a photo is too often a fragment of the number
-                if d.text.chars().count() <= 1 {
-                    cap = cap.min(0.8);
-                }
-                Ok(reading(d, c.min(cap), r))
-            }
-            None => Ok(reading(
-                Decoded {
-                    text: String::new(),
-                    log_prob: 0.0,
-                    columns: vec![],
-                },
-                0.0,
-                full,
-            )),
+        let (d, f, texts) = self.read_region(&region_gray(r))?;
+        let mut c = self
+            .calibration
+            .confidence(&d.text, &f, self.calibration.photo_offset);
+        trace.region_confidence = c;
+        if trace.grown_disagrees {
+            c = c.min(self.calibration.photo_disagree_cap);
         }
+        // a single character from a photo is too often a fragment of the number
+        if d.text.chars().count() <= 1 {
+            c = c.min(0.8);
+        }
+        trace.features = f;
+        trace.pass_texts = texts;
+        Ok((reading(d, c, r), trace))
     }
 }
 
-/// Agreement rule of [`Reader::read_gray`].
-fn combine(base: (Decoded, f32), a: (Decoded, f32), b: (Decoded, f32)) -> (Decoded, f32) {
-    let (ta, tb) = (a.0.text == base.0.text, b.0.text == base.0.text);
-    if ta && tb {
-        let mut c = [base.1, a.1, b.1];
-        c.sort_by(f32::total_cmp);
-        return (base.0, c[1]);
+/// Ranking of a single-pass reading among photo candidates: plausible readings first, then
+/// the uncalibrated quality of the pass.
+fn rank(d: &Decoded) -> f32 {
+    let q = Features::single(d).quality();
+    if decode::plausible(&d.text) && !d.text.bytes().all(|c| c == b'-') {
+        q
+    } else if d.text.is_empty() {
+        -2000.0 + q
+    } else {
+        -1000.0 + q
     }
-    if ta || tb {
-        let other = if ta { a.1 } else { b.1 };
-        return (base.0.clone(), 0.7 * base.1.min(other));
-    }
-    if a.0.text == b.0.text {
-        let c = 0.7 * a.1.min(b.1);
-        return (a.0, c);
-    }
-    let best = [base, a, b].into_iter().max_by(|x, y| x.1.total_cmp(&y.1));
-    match best {
-        Some((d, c)) => (d, 0.4 * c),
-        None => (
-            Decoded {
-                text: String::new(),
-                log_prob: 0.0,
-                columns: vec![],
-            },
-            0.0,
-        ),
-    }
+}
+
+/// The rectangle (x, y, w, h) grown by `mx` on the left and right and `my` above and below,
+/// clamped to the image; `None` if it becomes smaller than [`MIN_SIDE`].
+fn grow(gray: &Gray, x: f32, y: f32, w: f32, h: f32, mx: f32, my: f32) -> Option<Roi> {
+    let x0 = (x - mx).max(0.0);
+    let y0 = (y - my).max(0.0);
+    let x1 = (x + w + mx).min(gray.w as f32);
+    let y1 = (y + h + my).min(gray.h as f32);
+    let r = Roi {
+        x: x0 as u32,
+        y: y0 as u32,
+        w: (x1 - x0).max(0.0) as u32,
+        h: (y1 - y0).max(0.0) as u32,
+    };
+    (r.w >= MIN_SIDE && r.h >= MIN_SIDE).then_some(r)
+}
+
+/// Agreement rule of [`Reader::read_gray`] over the passes of [`STRETCHES`].
+fn combine(passes: [Decoded; 3]) -> (Decoded, Features) {
+    let t = |i: usize| passes[i].text.as_str();
+    let r = if t(0) == t(1) || t(0) == t(2) || t(1) != t(2) {
+        0
+    } else {
+        1
+    };
+    let same: Vec<&Decoded> = passes.iter().filter(|p| p.text == passes[r].text).collect();
+    let mut f = Features::single(&passes[r]);
+    f.agree = (same.len() - 1) as f32;
+    f.lp_min = same
+        .iter()
+        .map(|p| p.log_prob.max(-30.0))
+        .fold(f32::INFINITY, f32::min);
+    let [p0, p1, _] = passes;
+    (if r == 0 { p0 } else { p1 }, f)
 }
 
 fn clamp_roi(r: Roi, w: u32, h: u32) -> Option<Roi> {
@@ -399,30 +515,28 @@ mod tests {
         );
     }
 
-    fn dec(t: &str, c: f32) -> (Decoded, f32) {
-        (
-            Decoded {
-                text: t.into(),
-                log_prob: 0.0,
-                columns: vec![],
-            },
-            c,
-        )
+    fn dec(t: &str, lp: f32) -> Decoded {
+        Decoded {
+            text: t.into(),
+            log_prob: lp,
+            ..Decoded::empty()
+        }
     }
 
     #[test]
     fn agreement_rule() {
-        let (d, c) = combine(dec("1.5", 0.9), dec("1.5", 0.99), dec("1.5", 0.95));
-        assert_eq!((d.text.as_str(), c), ("1.5", 0.95));
-        let (d, c) = combine(dec("1.5", 0.9), dec("1.6", 0.99), dec("1.5", 0.95));
-        assert_eq!(d.text, "1.5");
-        assert!((c - 0.63).abs() < 1e-6);
-        let (d, c) = combine(dec("7", 0.9), dec("1.6", 0.99), dec("1.6", 0.95));
-        assert_eq!(d.text, "1.6");
-        assert!((c - 0.665).abs() < 1e-6);
-        let (d, c) = combine(dec("7", 0.9), dec("1", 0.99), dec("2", 0.5));
-        assert_eq!(d.text, "1");
-        assert!((c - 0.396).abs() < 1e-6);
+        let (d, f) = combine([dec("1.5", -0.5), dec("1.5", -0.1), dec("1.5", -0.2)]);
+        assert_eq!(
+            (d.text.as_str(), f.agree, f.lp, f.lp_min),
+            ("1.5", 2.0, -0.5, -0.5)
+        );
+        let (d, f) = combine([dec("1.5", -0.5), dec("1.6", -0.1), dec("1.5", -0.7)]);
+        assert_eq!((d.text.as_str(), f.agree, f.lp_min), ("1.5", 1.0, -0.7));
+        let (d, f) = combine([dec("7", -0.5), dec("1.6", -0.1), dec("1.6", -0.2)]);
+        assert_eq!((d.text.as_str(), f.agree, f.lp), ("1.6", 1.0, -0.1));
+        let (d, f) = combine([dec("7", -0.5), dec("1", -0.1), dec("2", -0.2)]);
+        assert_eq!((d.text.as_str(), f.agree), ("7", 0.0));
+        assert_eq!(f.len, 1.0);
     }
 
     #[test]

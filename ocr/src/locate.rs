@@ -37,20 +37,37 @@ impl Rect {
 
 /// Long side of the working image.
 const WORK: usize = 640;
-/// (window width, window height) of the density filters at working scale.
-const WINDOWS: [(usize, usize); 3] = [(7, 5), (13, 9), (23, 15)];
+/// (window width, window height) of the density filters at working scale: about twice as
+/// wide as high, so that the gaps between the digits of one line are bridged, from small
+/// digits (a few pixels at working scale) to a display filling much of the photo.
+const WINDOWS: [(usize, usize); 4] = [(9, 5), (17, 9), (31, 15), (55, 27)];
 
 /// Candidate display regions, best first, at most `max` of them.
 pub fn candidates(g: &Gray, max: usize) -> Vec<Rect> {
-    if g.w < 8 || g.h < 8 {
-        return Vec::new();
+    let (small, s) = working_image(g);
+    candidates_in(&small, s, max)
+}
+
+/// The image scaled down (area averaging) so that its long side is at most 640 px, and the
+/// scale factor applied (1 if it was small enough already).
+pub fn working_image(g: &Gray) -> (Gray, f32) {
+    let s = (WORK as f32 / g.w.max(g.h).max(1) as f32).min(1.0);
+    if s >= 1.0 {
+        return (g.clone(), 1.0);
     }
-    let s = (WORK as f32 / g.w.max(g.h) as f32).min(1.0);
     let sw = ((g.w as f32 * s).round() as usize).max(8);
     let sh = ((g.h as f32 * s).round() as usize).max(8);
-    let small = if s < 1.0 { g.resize(sw, sh) } else { g.clone() };
+    (g.resize(sw, sh), s)
+}
+
+/// As [`candidates`] on the working image `small` made by [`working_image`] with scale
+/// `s`; the boxes are returned in the coordinates of the original image.
+pub fn candidates_in(small: &Gray, s: f32, max: usize) -> Vec<Rect> {
+    if small.w < 8 || small.h < 8 || s <= 0.0 {
+        return Vec::new();
+    }
     let (sw, sh) = (small.w, small.h);
-    let edges = edge_map(&small);
+    let edges = edge_map(small);
     let integral = integral(&edges, sw, sh);
     let mut boxes: Vec<Rect> = Vec::new();
     for &(ww, wh) in &WINDOWS {
@@ -212,26 +229,33 @@ fn components(m: &[u8], w: usize, h: usize) -> Vec<Rect> {
     out
 }
 
-/// Unions of boxes that sit on one text line (similar height, overlapping rows, small gap).
+/// Unions of boxes that sit on one text line (similar height, overlapping rows, small gap),
+/// merged transitively: the digits of one display that fell apart into fragments become one
+/// box again. Only boxes that grew are returned (the fragments stay candidates too).
 fn merge_lines(boxes: &[Rect]) -> Vec<Rect> {
-    let mut out = Vec::new();
+    let same_line = |a: &Rect, b: &Rect| {
+        let hr = a.h.max(b.h) / a.h.min(b.h).max(1.0);
+        let oy = (a.y + a.h).min(b.y + b.h) - a.y.max(b.y);
+        let gap = if b.x > a.x + a.w {
+            b.x - (a.x + a.w)
+        } else if a.x > b.x + b.w {
+            a.x - (b.x + b.w)
+        } else {
+            0.0
+        };
+        hr < 1.8 && oy > 0.6 * a.h.min(b.h) && gap < 1.2 * a.h.max(b.h)
+    };
+    let mut out: Vec<Rect> = Vec::new();
     for (i, a) in boxes.iter().enumerate() {
         let mut u = *a;
         let mut grown = false;
-        for (j, b) in boxes.iter().enumerate() {
-            if i == j {
-                continue;
-            }
-            let hr = a.h.max(b.h) / a.h.min(b.h).max(1.0);
-            let oy = (a.y + a.h).min(b.y + b.h) - a.y.max(b.y);
-            let gap = if b.x > u.x + u.w {
-                b.x - (u.x + u.w)
-            } else if u.x > b.x + b.w {
-                u.x - (b.x + b.w)
-            } else {
-                0.0
-            };
-            if hr < 1.6 && oy > 0.6 * a.h.min(b.h) && gap < 1.2 * a.h {
+        // grow until no other box joins (at most a few rounds: boxes are few)
+        for _ in 0..8 {
+            let mut changed = false;
+            for (j, b) in boxes.iter().enumerate() {
+                if i == j || contains(&u, b) || !same_line(&u, b) {
+                    continue;
+                }
                 let x0 = u.x.min(b.x);
                 let y0 = u.y.min(b.y);
                 let x1 = (u.x + u.w).max(b.x + b.w);
@@ -243,14 +267,25 @@ fn merge_lines(boxes: &[Rect]) -> Vec<Rect> {
                     h: y1 - y0,
                     score: u.score.max(b.score),
                 };
+                changed = true;
                 grown = true;
             }
+            if !changed {
+                break;
+            }
         }
-        if grown {
+        if grown && !out.iter().any(|o| o.iou(&u) > 0.95) {
             out.push(u);
         }
     }
     out
+}
+
+fn contains(outer: &Rect, inner: &Rect) -> bool {
+    inner.x >= outer.x
+        && inner.y >= outer.y
+        && inner.x + inner.w <= outer.x + outer.w
+        && inner.y + inner.h <= outer.y + outer.h
 }
 
 #[cfg(test)]

@@ -89,7 +89,8 @@ impl Gray {
 
 #[inline]
 fn luma(p: &[u8]) -> f32 {
-    (f32::from(p[0]) * 299.0 + f32::from(p[1]) * 587.0 + f32::from(p[2]) * 114.0) / 1000.0
+    // multiplication by 1/1000 instead of a division: the same value to within one ulp
+    (f32::from(p[0]) * 299.0 + f32::from(p[1]) * 587.0 + f32::from(p[2]) * 114.0) * 0.001
 }
 
 /// Resampling taps (source index, weight) for each output sample.
@@ -138,9 +139,52 @@ pub fn model_input(crop: &Gray) -> (Vec<f32>, usize) {
 
 /// As [`model_input`] with the width multiplied by `stretch` (test-time variants).
 pub fn model_input_stretched(crop: &Gray, stretch: f64) -> (Vec<f32>, usize) {
+    let (data, nw) = standardised(crop, stretch);
     let mut out = vec![0.0f32; INPUT_H * INPUT_W];
+    if nw > 0 {
+        for y in 0..INPUT_H {
+            out[y * INPUT_W..y * INPUT_W + nw].copy_from_slice(&data[y * nw..(y + 1) * nw]);
+        }
+    }
+    (out, nw)
+}
+
+/// Width at which the network runs for a content width: room for a little zero padding
+/// (as in the training batches), rounded up to a multiple of 32, at least 64, at most 256.
+pub fn bucket_width(content: usize) -> usize {
+    (content + 12)
+        .div_ceil(32)
+        .saturating_mul(32)
+        .clamp(64, INPUT_W)
+}
+
+/// The network input for a crop: row-major `32 x width`, content left-aligned, zero padded,
+/// where `width` is the smallest of `widths` (the network widths available, ascending) that
+/// holds [`bucket_width`] of the content, else the largest. Returns (data, width, content
+/// width); the content is cut at `width` if it is wider (never with the 256 plan).
+pub fn network_input(crop: &Gray, stretch: f64, widths: &[usize]) -> (Vec<f32>, usize, usize) {
+    let (data, nw) = standardised(crop, stretch);
+    let want = bucket_width(nw);
+    let width = widths
+        .iter()
+        .copied()
+        .find(|&w| w >= want)
+        .or_else(|| widths.last().copied())
+        .unwrap_or(INPUT_W);
+    let mut out = vec![0.0f32; INPUT_H * width];
+    let keep = nw.min(width);
+    if keep > 0 {
+        for y in 0..INPUT_H {
+            out[y * width..y * width + keep].copy_from_slice(&data[y * nw..y * nw + keep]);
+        }
+    }
+    (out, width, nw)
+}
+
+/// Resized (height 32, width `nw`) and standardised crop, row-major `32 x nw`.
+fn standardised(crop: &Gray, stretch: f64) -> (Vec<f32>, usize) {
     if crop.w == 0 || crop.h == 0 {
-        return (out, 0);
+        return (Vec::new(), 0);
     }
     let nw = ((crop.w as f64 * stretch * INPUT_H as f64 / crop.h as f64).round() as usize)
         .clamp(4, INPUT_W);
@@ -154,12 +198,11 @@ pub fn model_input_stretched(crop: &Gray, stretch: f64) -> (Vec<f32>, usize) {
         .sum::<f64>()
         / n;
     let sd = var.sqrt().max(8.0);
-    for y in 0..INPUT_H {
-        for x in 0..nw {
-            let v = (f64::from(r.data[y * nw + x]) - mean) / sd;
-            out[y * INPUT_W + x] = v.clamp(-3.0, 3.0) as f32;
-        }
-    }
+    let out = r
+        .data
+        .iter()
+        .map(|&v| ((f64::from(v) - mean) / sd).clamp(-3.0, 3.0) as f32)
+        .collect();
     (out, nw)
 }
 
@@ -206,6 +249,22 @@ mod tests {
         assert!(x[INPUT_W - 1].abs() < 1e-6, "padding is zero");
         let mean: f32 = (0..nw).map(|i| x[i]).sum::<f32>() / nw as f32;
         assert!(mean.abs() < 0.05);
+    }
+
+    #[test]
+    fn bucket_widths() {
+        assert_eq!(bucket_width(0), 64);
+        assert_eq!(bucket_width(52), 64);
+        assert_eq!(bucket_width(53), 96);
+        assert_eq!(bucket_width(120), 160);
+        assert_eq!(bucket_width(256), 256);
+        let g = ramp(64, 16);
+        let all: Vec<usize> = (64..=INPUT_W).step_by(32).collect();
+        let (x, w, nw) = network_input(&g, 1.0, &all);
+        assert_eq!((w, nw, x.len()), (160, 128, 32 * 160));
+        let (full, _) = model_input(&g);
+        assert_eq!(&x[..nw], &full[..nw]);
+        assert_eq!(&x[w..w + nw], &full[INPUT_W..INPUT_W + nw]);
     }
 
     #[test]
