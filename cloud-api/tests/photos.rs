@@ -29,7 +29,8 @@ fn scene(name: &str) -> Vec<u8> {
 /// the request, and answers what the test scripted, in order.
 #[derive(Clone, Default)]
 struct OcrServer {
-    answers: Arc<Mutex<VecDeque<(u16, Value)>>>,
+    /// Status, body and how long to wait before answering.
+    answers: Arc<Mutex<VecDeque<(u16, Value, u64)>>>,
     seen: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -60,12 +61,13 @@ impl OcrServer {
                     s.seen.lock().unwrap().push(json!({
                         "content_type": req["content_type"], "roi": req["roi"], "bytes": image.len()
                     }));
-                    let (status, answer) = s
+                    let (status, answer, delay_ms) = s
                         .answers
                         .lock()
                         .unwrap()
                         .pop_front()
-                        .unwrap_or((200, json!({ "text": "", "confidence": 0.0 })));
+                        .unwrap_or((200, json!({ "text": "", "confidence": 0.0 }), 0));
+                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
                     (
                         axum::http::StatusCode::from_u16(status).unwrap(),
                         answer.to_string(),
@@ -80,7 +82,14 @@ impl OcrServer {
     }
 
     fn script(&self, status: u16, answer: Value) {
-        self.answers.lock().unwrap().push_back((status, answer));
+        self.script_after(0, status, answer);
+    }
+
+    fn script_after(&self, delay_ms: u64, status: u16, answer: Value) {
+        self.answers
+            .lock()
+            .unwrap()
+            .push_back((status, answer, delay_ms));
     }
 }
 
@@ -287,6 +296,19 @@ async fn low_confidence_asks_for_a_retake_and_an_unreadable_display_allows_a_fla
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["manual_entry_allowed"], true, "{v}");
     assert_eq!(v["reason"], "failed");
+    // An endpoint slower than the configured 3 s timeout: failed, manual entry allowed.
+    ocr.script_after(4_000, 200, json!({ "text": "1000.2", "confidence": 0.99 }));
+    let (s, v) = upload(&w, &w.operator, &path, scene("scene_007.jpg")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["reason"], "failed", "{v}");
+    assert_eq!(v["manual_entry_allowed"], true);
+    assert!(
+        v["ocr"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("within 3000 ms"),
+        "{v}"
+    );
     ocr.script(200, json!({ "text": "", "confidence": 0.99 }));
     let (s, v) = upload(&w, &w.operator, &path, scene("scene_006.jpg")).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");

@@ -538,6 +538,18 @@ async fn after_the_idle_timeout_the_next_page_is_the_login_form() {
     b.close().await.unwrap();
 }
 
+/// Picks `file` in the file input `input` and presses `button`.
+async fn choose_and_send(b: &Browser, input: &str, file: &std::path::Path, button: &str) {
+    b.client
+        .find(Locator::Css(input))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    b.click(button).await.unwrap();
+}
+
 /// A station without a serial scale: the operator photographs the display, the built-in
 /// reader reads it and the mass check is recorded from the photo; the photo step takes its
 /// photo through the same form. A file that is not a photo gets a readable message.
@@ -579,25 +591,13 @@ async fn an_operator_completes_a_mass_check_and_a_photo_step_from_photos() {
     let not_photo = _dir.path().join("delivery-note.png");
     std::fs::write(&not_photo, "this is not an image").unwrap();
     op.click("summary").await.unwrap();
-    let input = op
-        .client
-        .find(Locator::Css("#display-photo"))
-        .await
-        .unwrap();
-    input.send_keys(not_photo.to_str().unwrap()).await.unwrap();
-    op.click("#upload-display-photo").await.unwrap();
+    choose_and_send(&op, "#display-photo", &not_photo, "#upload-display-photo").await;
     op.wait_text("not a JPEG or PNG", WAIT).await.unwrap();
     assert_eq!(batch(&api, &t.operator, &id).await["batch"]["cursor"], 0);
 
     // The display photo: read, recorded, green.
     op.click("summary").await.unwrap();
-    let input = op
-        .client
-        .find(Locator::Css("#display-photo"))
-        .await
-        .unwrap();
-    input.send_keys(file.to_str().unwrap()).await.unwrap();
-    op.click("#upload-display-photo").await.unwrap();
+    choose_and_send(&op, "#display-photo", &file, "#upload-display-photo").await;
     op.wait_text("within tolerance", WAIT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -617,9 +617,7 @@ async fn an_operator_completes_a_mass_check_and_a_photo_step_from_photos() {
     op.wait_text("Photograph the lot with its label.", WAIT)
         .await
         .unwrap();
-    let input = op.client.find(Locator::Css("#photo")).await.unwrap();
-    input.send_keys(file.to_str().unwrap()).await.unwrap();
-    op.click("#upload-photo").await.unwrap();
+    choose_and_send(&op, "#photo", &file, "#upload-photo").await;
     op.wait_text("All steps are done", WAIT).await.unwrap();
     let photos = api
         .must(

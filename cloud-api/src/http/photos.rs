@@ -153,14 +153,15 @@ pub async fn upload(
             )))
         }
     };
-    let image = tokio::task::spawn_blocking(move || Image::parse(body, max))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(image_error)?;
-    let decoded = image.decoded.clone();
-    let measures = tokio::task::spawn_blocking(move || quality::measure(&decoded))
-        .await
-        .map_err(ApiError::internal)?;
+    let (image, measures) = tokio::task::spawn_blocking(move || {
+        Image::parse(body, max).map(|image| {
+            let m = quality::measure(&image.decoded);
+            (image, m)
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(image_error)?;
     if let Err(r) = quality::check(&measures) {
         return Err(retake(r, &measures));
     }

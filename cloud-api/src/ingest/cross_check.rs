@@ -24,7 +24,7 @@ use crate::http::batches;
 use crate::http::session::audit;
 use crate::http::AppState;
 use crate::photos::Image;
-use crate::store::photos::{OcrOutcome, PhotoSource, Region};
+use crate::store::photos::{OcrOutcome, PhotoSource};
 use crate::store::StoreError;
 
 /// How long a reading's frame may lag behind it.
@@ -57,8 +57,9 @@ async fn wait_for_frame(state: &AppState, sha: &str) -> anyhow::Result<Option<Ve
     let deadline = tokio::time::Instant::now() + FRAME_WAIT;
     let mut pause = Duration::from_millis(50);
     loop {
-        if let Some(b) = state.blobs.get(sha).await? {
-            return Ok(Some(b));
+        // A cheap existence check while waiting (a HEAD on S3), one download at the end.
+        if state.blobs.exists(sha).await? {
+            return Ok(state.blobs.get(sha).await?);
         }
         if tokio::time::Instant::now() + pause > deadline {
             return Ok(None);
@@ -84,13 +85,7 @@ pub async fn run(state: &AppState, reading: &Reading, t: &Target) -> anyhow::Res
         .store
         .device(reading.device.as_str())
         .await?
-        .and_then(|d| d.camera_region)
-        .map(|r| Region {
-            x: r.x,
-            y: r.y,
-            w: r.w,
-            h: r.h,
-        });
+        .and_then(|d| d.camera_region);
     let ocr = crate::ocr::read_and_classify(state.ocr.as_ref(), &image, roi).await;
     let record = image.evidence(
         PhotoSource::Device {

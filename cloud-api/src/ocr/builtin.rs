@@ -36,15 +36,6 @@ impl Builtin {
             permits: Arc::new(Semaphore::new(CONCURRENT_READS)),
         })
     }
-
-    /// Reads synchronously (the command line and benchmarks).
-    pub fn read_now(
-        &self,
-        image: &image::DynamicImage,
-        roi: Option<Region>,
-    ) -> Result<DisplayText, OcrError> {
-        read(&self.reader, image, roi)
-    }
 }
 
 fn read(

@@ -65,16 +65,20 @@ pub fn from_config(config: &OcrConfig) -> anyhow::Result<Arc<dyn DisplayReader>>
 
 /// The exact decimal of a display string and its number of decimals: `"0148.30"` →
 /// (148.30, 2); `"-2.5"` → (−2.5, 1); anything that is not a plain number → `None`.
+/// Other providers' text is held to the built-in reader's alphabet (digits, `.`, a leading
+/// `-`) and then parsed by the built-in reader's own parser, so both mean the same.
 pub fn parse_display(text: &str) -> Option<(Decimal, u32)> {
     let t = text.trim();
-    let digits = t.strip_prefix('-').unwrap_or(t);
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let plain = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if int.is_empty() || !plain(int) || !plain(frac) || (digits.contains('.') && frac.is_empty()) {
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
         return None;
     }
-    let value: Decimal = t.parse().ok()?;
-    Some((value, frac.len() as u32))
+    match metcon_ocr::parse_value(t) {
+        (Some(v), Some(d)) => Some((v, d)),
+        _ => None,
+    }
 }
 
 /// Applies the acceptance rules to what a provider said (or its failure).

@@ -39,14 +39,8 @@ pub enum OcrOutcome {
     Failed,
 }
 
-/// A region of an image, in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Region {
-    pub x: u32,
-    pub y: u32,
-    pub w: u32,
-    pub h: u32,
-}
+/// A region of an image, in pixels: the same type as a device's display region.
+pub use metcon_shared::device::Region;
 
 /// What OCR read from a photo.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -65,6 +59,7 @@ pub struct OcrResult {
     #[schema(value_type = String)]
     pub confidence: Decimal,
     /// Where the display was read.
+    #[schema(value_type = Option<Object>)]
     pub region: Option<Region>,
     pub elapsed_ms: u64,
     /// The provider's error, for `failed`.
