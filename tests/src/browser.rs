@@ -151,13 +151,30 @@ impl Browser {
         }
     }
 
-    /// Logs in through the form.
+    /// Logs in through the form and waits for its answer: the next page, or the login page
+    /// again with its error. (A click only dispatches the submit; opening another page before
+    /// the answer arrived cancelled the login now and then.)
     pub async fn login(&self, username: &str, password: &str) -> Result<()> {
         self.open("/login").await?;
         self.fill("#username", username).await?;
         self.fill("#password", password).await?;
         self.click("form button[type=submit]").await?;
-        Ok(())
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = !self.path().await?.starts_with("/login");
+            let refused = self
+                .client
+                .find(fantoccini::Locator::Css("#login-error"))
+                .await
+                .is_ok();
+            if left || refused {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the login form got no answer within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn logout(&self) -> Result<()> {
