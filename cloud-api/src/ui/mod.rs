@@ -62,29 +62,7 @@ pub fn router() -> Router<AppState> {
         .route("/approvals", get(approvals::page))
         .route("/approvals/list", get(approvals::list))
         .route("/approvals/{id}/{flag_id}", post(approvals::decide))
-        .route("/admin/flows", get(admin::flows).post(admin::create_flow))
-        .route(
-            "/admin/flows/{flow_id}/{version}",
-            get(admin::flow).post(admin::save_flow),
-        )
-        .route(
-            "/admin/flows/{flow_id}/{version}/publish",
-            post(admin::publish_flow),
-        )
-        .route(
-            "/admin/flows/{flow_id}/versions",
-            post(admin::new_flow_version),
-        )
-        .route(
-            "/admin/devices",
-            get(admin::devices).post(admin::create_device),
-        )
-        .route(
-            "/admin/devices/{id}/enrollment-code",
-            post(admin::enrollment_code),
-        )
-        .route("/admin/devices/{id}/revoke", post(admin::revoke_device))
-        .route("/admin/users", get(admin::users).post(admin::create_user))
+        .merge(admin::routes())
         .route("/reports", get(reports::catalogue))
         .route("/reports/{name}", get(reports::report))
 }
