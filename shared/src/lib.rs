@@ -7,6 +7,7 @@
 //! - [`mass`]: exact decimal masses and units.
 //! - [`tolerance`]: absolute and relative tolerances and the inclusive tolerance decision.
 //! - [`flow`]: versioned flow definitions, their validation and lifecycle.
+//! - [`flow_diff`]: what changed between two versions of a flow.
 //! - [`batch`]: the event-sourced batch aggregate (commands → events → state).
 //! - [`batch_number`]: `B-YYYY-NNNN` batch numbers.
 //! - [`role`]: roles, the permission table and station scoping.
@@ -20,6 +21,7 @@ pub mod batch_number;
 pub mod calibration;
 pub mod device;
 pub mod flow;
+pub mod flow_diff;
 pub mod mass;
 pub mod reading;
 pub mod role;

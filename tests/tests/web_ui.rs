@@ -11,6 +11,9 @@
 //!   leads to the login form;
 //! - an admin sees every problem of a draft with its path, publishes it, registers a device
 //!   and sees its one-time enrollment code, and creates a user;
+//! - an admin builds a flow in the builder (a step added, a bad number kept and marked, a step
+//!   moved), previews it on a dummy batch with a weight to try, publishes it, publishes a
+//!   second version with a tighter tolerance and reads the diff; the next batch uses it;
 //! - an analyst opens a report with filters, its chart and its CSV link.
 //!
 //! Screenshots of each main screen at phone and kiosk widths go to `target/ui-screenshots/`.
@@ -377,23 +380,25 @@ async fn an_admin_edits_and_publishes_a_flow_registers_a_device_and_creates_a_us
               "tolerance": { "kind": "relative", "percent": "150" } },
             { "step_id": "weigh", "name": "Again", "type": "instruction", "text": "" }
         ] } ] });
-    b.fill("#new_flow_id", "silver").await.unwrap();
+    b.click("#json-create").await.unwrap();
+    b.fill("#json_flow_id", "silver").await.unwrap();
     b.fill("#content", &bad.to_string()).await.unwrap();
     b.click("#create-flow").await.unwrap();
     let page = b.wait_text("problem(s)", WAIT).await.unwrap();
-    assert!(page.contains("stations[0].steps"), "{page}");
+    assert!(page.contains("station 1, step 2: step id"), "{page}");
     b.screenshots("flow-editor").await.unwrap();
     // Publishing it is refused, with the problems.
     b.click("#publish").await.unwrap();
     b.wait_text("problem(s)", WAIT).await.unwrap();
     // JSON of the wrong shape names the field.
+    b.click("#json-editor").await.unwrap();
     b.fill(
         "#content",
         r#"{"name": "Silver", "pipeline": "silver", "stations": 3}"#,
     )
     .await
     .unwrap();
-    b.click("#save-draft").await.unwrap();
+    b.click("#save-json").await.unwrap();
     let page = b.wait_text("problem(s)", WAIT).await.unwrap();
     assert!(page.contains("stations"), "{page}");
     // Fixed, saved and published.
@@ -403,7 +408,7 @@ async fn an_admin_edits_and_publishes_a_flow_registers_a_device_and_creates_a_us
               "tolerance": { "kind": "relative", "percent": "0.2" } }
         ] } ] });
     b.fill("#content", &good.to_string()).await.unwrap();
-    b.click("#save-draft").await.unwrap();
+    b.click("#save-json").await.unwrap();
     b.wait_text("ready to publish", WAIT).await.unwrap();
     b.click("#publish").await.unwrap();
     b.wait_text("is published", WAIT).await.unwrap();
@@ -630,4 +635,162 @@ async fn an_operator_completes_a_mass_check_and_a_photo_step_from_photos() {
         .await;
     assert_eq!(photos.as_array().unwrap().len(), 2, "{photos}");
     op.close().await.unwrap();
+}
+
+/// The flow's stored content, polled until `ok` holds (a click only dispatches the submit).
+async fn flow_until(api: &Api, token: &str, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = api.must(Method::GET, path, token, None, 200).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_builds_a_flow_previews_publishes_and_compares_versions() {
+    let (_dir, server, api, t) = server().await;
+    let b = Browser::start(&server.base).await.unwrap();
+    b.login("admin", PASSWORD).await.unwrap();
+    b.open("/admin/flows").await.unwrap();
+    b.fill("#new_flow_id", "platinum").await.unwrap();
+    b.fill("#new_name", "Platinum sponge").await.unwrap();
+    b.fill("#new_pipeline", "pgm").await.unwrap();
+    b.click("#create-flow-builder").await.unwrap();
+    // The builder opens with what is left to fill in, beside its field.
+    b.wait_text("Flow platinum · version 1", WAIT)
+        .await
+        .unwrap();
+    assert!(b
+        .text("#e-s0-t0-name")
+        .await
+        .unwrap()
+        .contains("needs a name"));
+    b.fill("#f-s0-t0-name", "Read the SOP").await.unwrap();
+    b.fill("#f-s0-t0-text", "Gloves on; sponge stays in its tray.")
+        .await
+        .unwrap();
+    b.client
+        .find(Locator::Css("#f-s0-new_type"))
+        .await
+        .unwrap()
+        .select_by_value("mass_check")
+        .await
+        .unwrap();
+    b.click("#add-step-0").await.unwrap();
+    b.client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#f-s0-t1-expected_mass"))
+        .await
+        .unwrap();
+    // A number that does not parse is kept as typed, marked, and nothing is saved.
+    b.fill("#f-s0-t1-name", "Weigh in").await.unwrap();
+    b.fill("#f-s0-t1-expected_mass", "2500,0x").await.unwrap();
+    b.fill("#f-s0-t1-tolerance_value", "0.5").await.unwrap();
+    b.click("#save-draft").await.unwrap();
+    b.wait_text("Not saved: fix the marked fields", WAIT)
+        .await
+        .unwrap();
+    assert!(b
+        .text("#e-s0-t1-expected_mass")
+        .await
+        .unwrap()
+        .contains("2500,0x"));
+    let typed = b
+        .client
+        .find(Locator::Css("#f-s0-t1-expected_mass"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(typed.as_deref(), Some("2500,0x"));
+    b.client
+        .execute(
+            "document.getElementById('f-s0-t1').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.screenshots("flow-builder").await.unwrap();
+    // Fixed (a decimal comma is fine) and moved first: the button saves too.
+    b.fill("#f-s0-t1-expected_mass", "2500,00").await.unwrap();
+    b.click("button[value='step_up:0:1']").await.unwrap();
+    let path = "/api/flows/platinum/versions/1";
+    let v = flow_until(&api, &t.admin, path, |v| {
+        v["stations"][0]["steps"][0]["type"] == "mass_check"
+    })
+    .await;
+    assert_eq!(v["stations"][0]["steps"][0]["expected_mass"], "2500.00");
+    assert_eq!(v["problems"], json!([]), "{v}");
+    b.wait_text("ready to publish", WAIT).await.unwrap();
+
+    // Preview: the dummy batch shows the window and decides a weight like a real batch.
+    b.click("#preview").await.unwrap();
+    b.wait_text("dummy batch", WAIT).await.unwrap();
+    assert_eq!(b.text("#window").await.unwrap(), "2499.50 g – 2500.50 g");
+    b.fill("#try-weight", "2500.7").await.unwrap();
+    b.click("#try").await.unwrap();
+    b.wait_text("outside tolerance", WAIT).await.unwrap();
+    let verdict = b.text("#verdict").await.unwrap();
+    assert!(verdict.contains("+0.7 g (+0.028 %)"), "{verdict}");
+    b.screenshots("flow-preview").await.unwrap();
+    b.click("#next").await.unwrap();
+    b.wait_text("Gloves on", WAIT).await.unwrap();
+
+    // Publish v1; the operator's next batch uses it.
+    b.open("/admin/flows/platinum/1").await.unwrap();
+    b.click("#publish").await.unwrap();
+    b.wait_text("is published", WAIT).await.unwrap();
+    let id = api.started_batch(&t.operator, "platinum").await;
+    assert_eq!(
+        batch(&api, &t.operator, &id).await["batch"]["flow_version"],
+        1
+    );
+
+    // Version 2 tightens the tolerance; the diff names it with both values.
+    b.click("#new-version").await.unwrap();
+    b.wait_text("Flow platinum · version 2", WAIT)
+        .await
+        .unwrap();
+    b.fill("#f-s0-t0-tolerance_value", "0.25").await.unwrap();
+    b.click("#save-draft").await.unwrap();
+    flow_until(&api, &t.admin, "/api/flows/platinum/versions/2", |v| {
+        v["stations"][0]["steps"][0]["tolerance"]["value"] == "0.25"
+    })
+    .await;
+    b.click("#publish").await.unwrap();
+    b.wait_text("Version 2 is published", WAIT).await.unwrap();
+    b.click("#diff-2").await.unwrap();
+    let page = b.wait_text("changes from v1 to v2", WAIT).await.unwrap();
+    assert!(page.contains("1 change(s)"), "{page}");
+    let row = b.text("#changes tbody tr").await.unwrap();
+    assert!(
+        row.contains("tolerance") && row.contains("±0.5 g") && row.contains("±0.25 g"),
+        "{row}"
+    );
+    b.screenshots("flow-diff").await.unwrap();
+    let id = api.started_batch(&t.operator, "platinum").await;
+    assert_eq!(
+        batch(&api, &t.operator, &id).await["batch"]["flow_version"],
+        2
+    );
+
+    // An operator cannot open the builder, the preview or the diff.
+    let op = Browser::start(&server.base).await.unwrap();
+    op.login("operator", PASSWORD).await.unwrap();
+    for page in [
+        "/admin/flows/platinum/2",
+        "/admin/flows/platinum/2/preview",
+        "/admin/flows/platinum/diff?from=1&to=2",
+    ] {
+        op.open(page).await.unwrap();
+        op.wait_text("Not allowed", WAIT).await.unwrap();
+    }
+    op.close().await.unwrap();
+    b.close().await.unwrap();
 }

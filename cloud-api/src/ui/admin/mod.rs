@@ -2,6 +2,7 @@
 //! users. Each form calls the JSON API's handler, so the rules are the API's.
 
 mod devices;
+mod flow_form;
 mod flows;
 mod users;
 
