@@ -157,6 +157,13 @@ pub trait Store:
     async fn append_audit(&self, entry: &NewAudit) -> StoreResult<AuditRecord>;
     /// Records with `seq > after`, in order, at most `limit`.
     async fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// At most `limit` records matching `filter`, from `cursor` on (the audit viewer).
+    async fn audit_search(
+        &self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>>;
     /// The chain head the store keeps beside the records (detects a deleted tail).
     async fn audit_head(&self) -> StoreResult<Option<AuditHead>>;
 }

@@ -154,6 +154,45 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// Which audit records to list (the audit viewer's filters); the filters combine with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// This actor exactly (a username, `system`, `anonymous`).
+    pub actor: Option<String>,
+    /// This action exactly, e.g. `user_deactivated`.
+    pub action: Option<String>,
+    /// Targets containing this text, e.g. `B-2026-0001` or `user:alice`.
+    pub target: Option<String>,
+    /// From the start of this UTC day.
+    pub from: Option<time::Date>,
+    /// To the end of this UTC day.
+    pub to: Option<time::Date>,
+}
+
+impl AuditFilter {
+    /// The bounds on the record's RFC 3339 UTC time as text: `at >= lower` and `at < upper`.
+    /// Every stored time of a day starts with `YYYY-MM-DDT`, so comparing with bare days is
+    /// exact whatever the fraction of a second.
+    pub fn day_bounds(&self) -> (Option<String>, Option<String>) {
+        let day =
+            |d: time::Date| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+        (
+            self.from.map(day),
+            self.to
+                .map(|d| d.next_day().map(day).unwrap_or_else(|| "9999-99".into())),
+        )
+    }
+}
+
+/// Where a page of audit records starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditCursor {
+    /// Oldest first, records with `seq > after`.
+    After(u64),
+    /// Newest first, records with `seq < before` (all of them if `None`).
+    Before(Option<u64>),
+}
+
 /// The last link, kept beside the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditHead {

@@ -1210,14 +1210,63 @@ impl Store for SqliteStore {
     }
 
     async fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        self.audit_search(&AuditFilter::default(), AuditCursor::After(after), limit)
+            .await
+    }
+
+    async fn audit_search(
+        &self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        use rusqlite::types::Value as Sql;
+        let mut sql = String::from(
+            "SELECT seq, at, actor, action, target, details, ip, prev_hash, hash FROM audit WHERE 1 = 1",
+        );
+        let mut args: Vec<Sql> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, v: Sql| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        let order = match cursor {
+            AuditCursor::After(after) => {
+                arg(&mut sql, " AND seq > ?", Sql::Integer(after as i64));
+                "ASC"
+            }
+            AuditCursor::Before(before) => {
+                if let Some(b) = before {
+                    arg(&mut sql, " AND seq < ?", Sql::Integer(b as i64));
+                }
+                "DESC"
+            }
+        };
+        if let Some(a) = &filter.actor {
+            arg(&mut sql, " AND actor = ?", Sql::Text(a.clone()));
+        }
+        if let Some(a) = &filter.action {
+            arg(&mut sql, " AND action = ?", Sql::Text(a.clone()));
+        }
+        if let Some(t) = &filter.target {
+            // instr: a plain, case-sensitive substring (LIKE would treat % and _ as patterns).
+            arg(&mut sql, " AND instr(target, ?) > 0", Sql::Text(t.clone()));
+        }
+        let (lower, upper) = filter.day_bounds();
+        if let Some(l) = lower {
+            arg(&mut sql, " AND at >= ?", Sql::Text(l));
+        }
+        if let Some(u) = upper {
+            arg(&mut sql, " AND at < ?", Sql::Text(u));
+        }
+        arg(
+            &mut sql,
+            &format!(" ORDER BY seq {order} LIMIT ?"),
+            Sql::Integer(i64::from(limit)),
+        );
         self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT seq, at, actor, action, target, details, ip, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )
-                .map_err(backend)?;
+            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
             let rows = stmt
-                .query_map(params![after as i64, limit], |r| {
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, String>(1)?,
@@ -1234,21 +1283,23 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(backend)?;
             rows.into_iter()
-                .map(|(seq, at, actor, action, target, details, ip, prev_hash, hash)| {
-                    Ok(AuditRecord {
-                        seq: seq as u64,
-                        entry: NewAudit {
-                            at: parse_ts(&at)?,
-                            actor,
-                            action,
-                            target,
-                            details: serde_json::from_str(&details).map_err(corrupt)?,
-                            ip,
-                        },
-                        prev_hash,
-                        hash,
-                    })
-                })
+                .map(
+                    |(seq, at, actor, action, target, details, ip, prev_hash, hash)| {
+                        Ok(AuditRecord {
+                            seq: seq as u64,
+                            entry: NewAudit {
+                                at: parse_ts(&at)?,
+                                actor,
+                                action,
+                                target,
+                                details: serde_json::from_str(&details).map_err(corrupt)?,
+                                ip,
+                            },
+                            prev_hash,
+                            hash,
+                        })
+                    },
+                )
                 .collect()
         })
         .await

@@ -1,5 +1,5 @@
 //! The server-rendered web UI, beside the JSON API: operator station board and step runner,
-//! supervisor approvals, admin (flows, devices, users) and analyst reports.
+//! supervisor approvals, admin (flows, devices, users), analyst reports and the audit log.
 //!
 //! Pages are askama templates from the `metcon-web` crate. Every action goes through the
 //! same handler functions as `/api` (called directly, with the same [`Caller`]), so
@@ -10,6 +10,7 @@
 
 mod admin;
 mod approvals;
+mod audit;
 mod batch;
 mod board;
 mod format;
@@ -63,6 +64,7 @@ pub fn router() -> Router<AppState> {
         .route("/approvals/list", get(approvals::list))
         .route("/approvals/{id}/{flag_id}", post(approvals::decide))
         .merge(admin::routes())
+        .merge(audit::routes())
         .route("/reports", get(reports::catalogue))
         .route("/reports/{name}", get(reports::report))
 }
@@ -128,6 +130,7 @@ impl Viewer {
                 approvals: u.role.allows(Permission::ApproveFlags),
                 admin: u.role.allows(Permission::ManageFlows),
                 reports: u.role.allows(Permission::ViewAnalytics),
+                audit: u.role.allows(Permission::ViewAudit),
             }),
             csrf: self.csrf.clone(),
             notice,

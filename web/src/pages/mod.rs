@@ -8,6 +8,7 @@ mod admin_devices;
 mod admin_flows;
 mod admin_users;
 mod analyst;
+mod audit;
 mod operator;
 mod supervisor;
 
@@ -15,6 +16,7 @@ pub use admin_devices::*;
 pub use admin_flows::*;
 pub use admin_users::*;
 pub use analyst::*;
+pub use audit::*;
 pub use operator::*;
 pub use supervisor::*;
 
@@ -38,6 +40,8 @@ pub struct NavUser {
     pub approvals: bool,
     pub admin: bool,
     pub reports: bool,
+    /// May read the audit log (`/audit`).
+    pub audit: bool,
 }
 
 /// A message at the top of the page: good news or a problem.

@@ -14,7 +14,7 @@ use super::codec::*;
 use super::txn::{transaction, Abort, TxResult};
 use super::MongoStore;
 use crate::audit;
-use crate::store::{AuditHead, AuditRecord, NewAudit, StoreResult};
+use crate::store::{AuditCursor, AuditFilter, AuditHead, AuditRecord, NewAudit, StoreResult};
 
 const HEAD: &str = "head";
 
@@ -150,6 +150,61 @@ impl MongoStore {
         docs.iter().map(record_from).collect()
     }
 
+    /// The audit viewer's query: filters on the hashed fields, newest or oldest first.
+    pub(super) async fn audit_find(
+        &self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        use futures_util::TryStreamExt;
+        let mut q = Document::new();
+        let order = match cursor {
+            AuditCursor::After(after) => {
+                q.insert("_id", doc! { "$gt": after as i64 });
+                1
+            }
+            AuditCursor::Before(before) => {
+                if let Some(b) = before {
+                    q.insert("_id", doc! { "$lt": b as i64 });
+                }
+                -1
+            }
+        };
+        if let Some(a) = &filter.actor {
+            q.insert("actor", a.as_str());
+        }
+        if let Some(a) = &filter.action {
+            q.insert("action", a.as_str());
+        }
+        if let Some(t) = &filter.target {
+            q.insert("target", doc! { "$regex": literal_regex(t) });
+        }
+        let (lower, upper) = filter.day_bounds();
+        let mut at = Document::new();
+        if let Some(l) = lower {
+            at.insert("$gte", l);
+        }
+        if let Some(u) = upper {
+            at.insert("$lt", u);
+        }
+        if !at.is_empty() {
+            q.insert("at", at);
+        }
+        let docs: Vec<Document> = self
+            .c
+            .audit
+            .find(q)
+            .sort(doc! { "_id": order })
+            .limit(i64::from(limit))
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.iter().map(record_from).collect()
+    }
+
     pub(super) async fn audit_head_doc(&self) -> StoreResult<Option<AuditHead>> {
         let head = self
             .c
@@ -195,4 +250,16 @@ impl MongoStore {
             .map_err(backend)?;
         Ok(())
     }
+}
+
+/// A regular expression matching `text` literally (every non-alphanumeric escaped).
+fn literal_regex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if !c.is_alphanumeric() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

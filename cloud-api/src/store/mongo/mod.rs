@@ -390,6 +390,14 @@ impl Store for MongoStore {
     async fn audit_records(&self, after: u64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
         self.audit_page(after, limit).await
     }
+    async fn audit_search(
+        &self,
+        filter: &AuditFilter,
+        cursor: AuditCursor,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        self.audit_find(filter, cursor, limit).await
+    }
     async fn audit_head(&self) -> StoreResult<Option<AuditHead>> {
         self.audit_head_doc().await
     }
