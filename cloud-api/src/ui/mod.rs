@@ -12,6 +12,7 @@ mod admin;
 mod approvals;
 mod batch;
 mod board;
+mod calibration;
 mod format;
 mod reports;
 mod session;
@@ -63,6 +64,7 @@ pub fn router() -> Router<AppState> {
         .route("/approvals/list", get(approvals::list))
         .route("/approvals/{id}/{flag_id}", post(approvals::decide))
         .merge(admin::routes())
+        .merge(calibration::routes())
         .route("/reports", get(reports::catalogue))
         .route("/reports/{name}", get(reports::report))
 }
@@ -127,6 +129,8 @@ impl Viewer {
                 board: u.role.allows(Permission::ViewBatches) && u.role != Role::Analyst,
                 approvals: u.role.allows(Permission::ApproveFlags),
                 admin: u.role.allows(Permission::ManageFlows),
+                scales: u.role.allows(Permission::RecordCalibration)
+                    && !u.role.allows(Permission::ManageDevices),
                 reports: u.role.allows(Permission::ViewAnalytics),
             }),
             csrf: self.csrf.clone(),
