@@ -192,13 +192,22 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     admin.fill("#cal-reference", "DKD-K-12345").await.unwrap();
     admin.fill("#cal-by", "Mettler service").await.unwrap();
     admin.click("#add-calibration").await.unwrap();
-    let page = admin.wait_text("The record was not saved", WAIT).await.unwrap();
+    let page = admin
+        .wait_text("The record was not saved", WAIT)
+        .await
+        .unwrap();
     assert!(
         page.contains("Next due: \"2027-02-30\" is not a date"),
         "{page}"
     );
     let cals = api
-        .must(Method::GET, "/api/devices/scale-01/calibrations", &t.admin, None, 200)
+        .must(
+            Method::GET,
+            "/api/devices/scale-01/calibrations",
+            &t.admin,
+            None,
+            200,
+        )
         .await;
     assert_eq!(cals.as_array().unwrap().len(), 0, "{cals}");
     // What was typed is still there; the right date now.
@@ -223,7 +232,13 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     assert!(page.contains("The scale may decide mass checks."), "{page}");
     assert!(page.contains("DKD-K-12345"), "{page}");
     let cals = api
-        .must(Method::GET, "/api/devices/scale-01/calibrations", &t.admin, None, 200)
+        .must(
+            Method::GET,
+            "/api/devices/scale-01/calibrations",
+            &t.admin,
+            None,
+            200,
+        )
         .await;
     assert_eq!(cals[0]["next_due"], "2099-03-01", "{cals}");
     assert_eq!(cals[0]["performed_at"], "2026-03-01T09:30:00Z", "{cals}");
@@ -283,7 +298,10 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
         if w.as_f64() == Some(fw) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the frame never loaded: {w}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the frame never loaded: {w}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(admin.body().await.unwrap().contains("1000.20 g"));
@@ -299,14 +317,25 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
         )
         .await
         .unwrap();
-    let r: Vec<f64> = r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let r: Vec<f64> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     let (left, top, bw, bh) = (r[0], r[1], r[2], r[3]);
     let (from, to) = ((0.2, 0.3), (0.7, 0.6));
     let at = |f: (f64, f64)| ((left + f.0 * bw).round(), (top + f.1 * bh).round());
     let (a, z) = (at(from), at(to));
     let drag = MouseActions::new("mouse".into())
-        .then(PointerAction::MoveTo { duration: None, x: a.0, y: a.1 })
-        .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+        .then(PointerAction::MoveTo {
+            duration: None,
+            x: a.0,
+            y: a.1,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
         .then(PointerAction::MoveTo {
             duration: Some(Duration::from_millis(200)),
             x: (a.0 + z.0) / 2.0,
@@ -317,7 +346,9 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
             x: z.0,
             y: z.1,
         })
-        .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
     admin.client.perform_actions(drag).await.unwrap();
     // What was drawn, in the frame's pixels (the pointer lands on whole CSS pixels).
     let to_frame = |css: f64, origin: f64, size: f64, frame: f64| (css - origin) * frame / size;
@@ -343,25 +374,28 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     // One CSS pixel of the pointer is up to frame/size frame pixels, plus rounding.
     let slack = (fw / bw).max(fh / bh) + 1.0;
     for (got, want) in typed.iter().zip(want) {
-        assert!((got - want).abs() <= slack, "drawn {typed:?}, expected {want:?}");
+        assert!(
+            (got - want).abs() <= slack,
+            "drawn {typed:?}, expected {want:?}"
+        );
     }
     admin.screenshots("region-editor").await.unwrap();
     admin.click("#save-region").await.unwrap();
-    admin
-        .wait_text("Display region saved", WAIT)
-        .await
-        .unwrap();
+    admin.wait_text("Display region saved", WAIT).await.unwrap();
     let saved = device(&api, &t.admin).await["camera_region"].clone();
     assert_eq!(
         saved,
-        json!({ "x": typed[0], "y": typed[1], "w": typed[2], "h": typed[3] }),
+        json!({ "x": typed[0] as u64, "y": typed[1] as u64, "w": typed[2] as u64, "h": typed[3] as u64 }),
         "saved what was drawn"
     );
 
     // A region outside the frame is refused with the reason; the saved one stays.
     admin.fill("#region-w", "99999").await.unwrap();
     admin.click("#save-region").await.unwrap();
-    let page = admin.wait_text("The region was not saved", WAIT).await.unwrap();
+    let page = admin
+        .wait_text("The region was not saved", WAIT)
+        .await
+        .unwrap();
     assert!(page.contains("reaches outside the"), "{page}");
     assert_eq!(device(&api, &t.admin).await["camera_region"], saved);
 
@@ -389,10 +423,19 @@ async fn operators_are_refused_and_supervisors_record_calibrations_from_their_sc
     for (path, fields) in [
         ("/admin/devices/scale-01/commands", json!({ "cmd": "tare" })),
         ("/admin/devices/scale-01/rotate-key", json!({})),
-        ("/admin/devices/scale-01/region", json!({ "x": "1", "y": "1", "w": "5", "h": "5" })),
+        (
+            "/admin/devices/scale-01/region",
+            json!({ "x": "1", "y": "1", "w": "5", "h": "5" }),
+        ),
         ("/admin/devices/scale-01/calibrations", cal.clone()),
-        ("/admin/devices/scale-01/enrollment-code", json!({ "return": "device" })),
-        ("/admin/devices/scale-01/revoke", json!({ "reason": "x", "return": "device" })),
+        (
+            "/admin/devices/scale-01/enrollment-code",
+            json!({ "return": "device" }),
+        ),
+        (
+            "/admin/devices/scale-01/revoke",
+            json!({ "reason": "x", "return": "device" }),
+        ),
         ("/devices/scale-01/calibrations", cal.clone()),
     ] {
         assert_eq!(post_status(&op, path, fields).await, 403, "{path}");
@@ -450,7 +493,13 @@ async fn operators_are_refused_and_supervisors_record_calibrations_from_their_sc
     );
     sup.screenshots("scales-calibration").await.unwrap();
     let cals = api
-        .must(Method::GET, "/api/devices/scale-01/calibrations", &t.admin, None, 200)
+        .must(
+            Method::GET,
+            "/api/devices/scale-01/calibrations",
+            &t.admin,
+            None,
+            200,
+        )
         .await;
     assert_eq!(cals.as_array().unwrap().len(), 2, "{cals}");
     assert!(cals
