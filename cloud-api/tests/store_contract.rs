@@ -113,6 +113,7 @@ contract!(
     rejections_quarantine_calibrations_and_presence,
     device_fleet_survives_export_and_import,
     photo_records_are_found_by_batch_and_digest_and_link_once,
+    the_latest_frame_of_a_device_is_found,
 );
 
 /// The start-up check on a real wire-protocol server: a standalone one (no replica set in its
@@ -2271,4 +2272,38 @@ async fn photo_records_are_found_by_batch_and_digest_and_link_once(s: Arc<dyn St
     // The insert's audit record went in with it.
     let audits = all_audit(s.as_ref()).await;
     assert!(audits.iter().any(|a| a.entry.action == "photo_uploaded"));
+}
+
+async fn the_latest_frame_of_a_device_is_found(s: Arc<dyn Store>) {
+    let t0 = datetime!(2026-03-01 09:00 UTC);
+    let frame = |device: &str, seq: u64, at: OffsetDateTime| {
+        let mut p = photo(uuid::Uuid::new_v4(), &format!("{seq:064x}"), at);
+        p.source = photos::PhotoSource::Device {
+            device_id: device.into(),
+            seq,
+        };
+        p
+    };
+    assert_eq!(s.latest_device_photo("scale-01").await.unwrap(), None);
+    let older = frame("scale-01", 3, t0);
+    let newer = frame("scale-01", 9, t0 + Duration::minutes(5));
+    let other = frame("scale-02", 4, t0 + Duration::minutes(9));
+    // An upload by a user is never a device's frame, even a later one.
+    let upload = photo(
+        uuid::Uuid::new_v4(),
+        &"e".repeat(64),
+        t0 + Duration::minutes(20),
+    );
+    for p in [&newer, &older, &other, &upload] {
+        s.insert_photo(p, &[]).await.unwrap();
+    }
+    assert_eq!(
+        s.latest_device_photo("scale-01").await.unwrap(),
+        Some(newer)
+    );
+    assert_eq!(
+        s.latest_device_photo("scale-02").await.unwrap(),
+        Some(other)
+    );
+    assert_eq!(s.latest_device_photo("scale-03").await.unwrap(), None);
 }

@@ -146,6 +146,88 @@ pub struct Region {
     pub h: u32,
 }
 
+impl Region {
+    /// What is wrong with this region for frames of `frame` (width, height) pixels, if the
+    /// frame size is known: it must have an area and lie wholly inside the frame.
+    pub fn problems(&self, frame: Option<(u32, u32)>) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.w == 0 || self.h == 0 {
+            out.push("the region needs a width and a height of at least 1 pixel".to_string());
+        }
+        if let Some((fw, fh)) = frame {
+            let right = u64::from(self.x) + u64::from(self.w);
+            let bottom = u64::from(self.y) + u64::from(self.h);
+            if right > u64::from(fw) || bottom > u64::from(fh) {
+                out.push(format!(
+                    "the region ({}, {}) {}×{} reaches outside the {fw}×{fh} frame",
+                    self.x, self.y, self.w, self.h
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The URI scheme of an enrollment QR code.
+pub const ENROLL_URI_SCHEME: &str = "metcon-enroll";
+
+/// What an enrollment QR code holds: `metcon-enroll:?url=<server>&code=<code>`, the two
+/// arguments of `metcon-edge enroll --server … --code …`, each percent-encoded (RFC 3986
+/// unreserved characters stay as they are). An installer's phone or the box's own scanner
+/// reads it instead of typing the code.
+pub fn enrollment_uri(server: &str, code: &str) -> String {
+    format!(
+        "{ENROLL_URI_SCHEME}:?url={}&code={}",
+        percent_encode(server),
+        percent_encode(code)
+    )
+}
+
+/// The (server, code) of an [`enrollment_uri`], or `None` if `uri` is not one.
+pub fn parse_enrollment_uri(uri: &str) -> Option<(String, String)> {
+    let query = uri.strip_prefix(ENROLL_URI_SCHEME)?.strip_prefix(":?")?;
+    let (mut url, mut code) = (None, None);
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=')?;
+        match k {
+            "url" => url = Some(percent_decode(v)?),
+            "code" => code = Some(percent_decode(v)?),
+            _ => {}
+        }
+    }
+    Some((url?, code?))
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The camera that photographs the scale display.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -226,6 +308,51 @@ pub struct EnrollResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_enrollment_uri_carries_server_and_code_and_reads_back() {
+        let u = enrollment_uri(
+            "https://metcon.plant.example:8443/x?y",
+            "K7QF-3M9T-WX2D-HP4N",
+        );
+        assert_eq!(
+            u,
+            "metcon-enroll:?url=https%3A%2F%2Fmetcon.plant.example%3A8443%2Fx%3Fy&code=K7QF-3M9T-WX2D-HP4N"
+        );
+        assert_eq!(
+            parse_enrollment_uri(&u),
+            Some((
+                "https://metcon.plant.example:8443/x?y".to_string(),
+                "K7QF-3M9T-WX2D-HP4N".to_string()
+            ))
+        );
+        assert_eq!(parse_enrollment_uri("https://x?url=a&code=b"), None);
+        assert_eq!(parse_enrollment_uri("metcon-enroll:?url=a"), None);
+        assert_eq!(parse_enrollment_uri("metcon-enroll:?url=%zz&code=b"), None);
+    }
+
+    #[test]
+    fn a_region_must_have_an_area_and_fit_the_frame() {
+        let r = Region {
+            x: 10,
+            y: 20,
+            w: 100,
+            h: 50,
+        };
+        assert!(r.problems(None).is_empty());
+        assert!(r.problems(Some((110, 70))).is_empty());
+        assert_eq!(r.problems(Some((109, 70))).len(), 1);
+        assert_eq!(r.problems(Some((110, 69))).len(), 1);
+        let flat = Region { w: 0, ..r };
+        assert_eq!(flat.problems(None).len(), 1);
+        let huge = Region {
+            x: u32::MAX,
+            y: 0,
+            w: u32::MAX,
+            h: 1,
+        };
+        assert_eq!(huge.problems(Some((640, 480))).len(), 1);
+    }
 
     fn serial() -> ScaleSettings {
         serde_json::from_str(r#"{"protocol":"mt-sics","port":"/dev/ttyUSB0"}"#).expect("valid")

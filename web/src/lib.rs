@@ -8,6 +8,7 @@
 //! lets them be unit-tested without a server.
 
 pub mod pages;
+pub mod qr;
 
 pub use askama::Template;
 

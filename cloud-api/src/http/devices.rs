@@ -336,10 +336,14 @@ pub async fn update(
     if let Some(c) = req.camera {
         d.camera = c;
     }
+    let region_changed = req.camera_region.is_some();
     if let Some(r) = req.camera_region {
         d.camera_region = r;
     }
     check_settings(&d.name, &d.site, &d.station_id, &d.scale, &d.camera)?;
+    if let Some(r) = d.camera_region.filter(|_| region_changed) {
+        check_region(&state, &id, &r).await?;
+    }
     d.updated_at = OffsetDateTime::now_utc();
     let a = audit(
         &caller.user.username,
@@ -354,6 +358,46 @@ pub async fn update(
     let counts = state.store.device_counts().await?;
     let c = counts.iter().find(|c| c.device_id == id);
     Ok(Json(view(&state, d, c).await?))
+}
+
+/// A new display region must have an area and, once the device has sent a frame, lie inside
+/// its latest frame.
+async fn check_region(state: &AppState, id: &str, r: &Region) -> ApiResult<()> {
+    let frame = state
+        .store
+        .latest_device_photo(id)
+        .await?
+        .map(|p| (p.width, p.height));
+    let problems = r.problems(frame);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(
+        ApiError::unprocessable(format!("camera_region: {}", problems.join("; "))).with_extra(
+            json!({ "problems": problems.iter().map(|m| json!({ "path": "camera_region", "message": m })).collect::<Vec<_>>() }),
+        ),
+    )
+}
+
+/// The device's latest camera frame kept as a photo record (the one the display region is
+/// drawn on), for those who may change the region.
+pub async fn latest_frame(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<Option<crate::store::photos::PhotoRecord>> {
+    caller.require(Permission::ManageDevices)?;
+    let _ = load(state, id).await?;
+    Ok(state.store.latest_device_photo(id).await?)
+}
+
+/// The URL boxes enroll against: the configured public URL, else the listen address.
+pub fn server_url(state: &AppState) -> String {
+    state
+        .config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", state.config.listen))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -431,11 +475,7 @@ pub async fn enrollment_code(
             &[a],
         )
         .await?;
-    let server = state
-        .config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", state.config.listen));
+    let server = server_url(&state);
     Ok((
         StatusCode::CREATED,
         Json(EnrollmentCodeView {

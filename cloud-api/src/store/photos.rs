@@ -102,6 +102,9 @@ pub trait PhotoStore: Send + Sync {
     async fn photos_by_sha256(&self, sha256: &str) -> StoreResult<Vec<PhotoRecord>>;
     /// A batch's photos, oldest first.
     async fn photos_for_batch(&self, batch_id: Uuid) -> StoreResult<Vec<PhotoRecord>>;
+    /// The newest record of a frame from `device_id`'s camera (by upload time, then id):
+    /// the frame an admin draws the display region on.
+    async fn latest_device_photo(&self, device_id: &str) -> StoreResult<Option<PhotoRecord>>;
     /// Every record in id order, `limit` at a time after `after` (export).
     async fn photos_after(&self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<PhotoRecord>>;
 }

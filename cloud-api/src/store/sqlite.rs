@@ -133,6 +133,8 @@ CREATE TABLE audit_head (
     super::sqlite_devices::MIGRATION_READINGS_RECEIVED,
     // 5: photo evidence metadata.
     super::sqlite_photos::MIGRATION,
+    // 6: a device's frames by upload time (the display-region editor).
+    super::sqlite_photos::MIGRATION_DEVICE_FRAMES,
 ];
 
 /// The schema version whose migration creates the read model (rebuilt from events then).

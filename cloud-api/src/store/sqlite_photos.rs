@@ -25,6 +25,11 @@ CREATE TRIGGER photos_append_only_d BEFORE DELETE ON photos
 BEGIN SELECT RAISE(ABORT, 'photo records are evidence'); END;
 "#;
 
+/// Schema version 6: a device's frames, newest first (the region editor's latest frame).
+pub(super) const MIGRATION_DEVICE_FRAMES: &str = r#"
+CREATE INDEX photos_device ON photos (json_extract(doc, '$.source.device_id'), uploaded_at);
+"#;
+
 fn from_json(s: &str) -> StoreResult<PhotoRecord> {
     serde_json::from_str(s).map_err(corrupt)
 }
@@ -128,6 +133,24 @@ impl PhotoStore for SqliteStore {
                 .query_map(params![after, limit], |r| r.get::<_, String>(0))
                 .map_err(backend)?;
             rows.map(|r| from_json(&r.map_err(backend)?)).collect()
+        })
+        .await
+    }
+
+    async fn latest_device_photo(&self, device_id: &str) -> StoreResult<Option<PhotoRecord>> {
+        let device = device_id.to_string();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT doc FROM photos WHERE json_extract(doc, '$.source.device_id') = ?1 \
+                 AND json_extract(doc, '$.source.kind') = 'device' \
+                 ORDER BY uploaded_at DESC, id DESC LIMIT 1",
+                [device],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(backend)?
+            .map(|d| from_json(&d))
+            .transpose()
         })
         .await
     }

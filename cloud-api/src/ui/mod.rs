@@ -13,6 +13,7 @@ mod approvals;
 mod audit;
 mod batch;
 mod board;
+mod calibration;
 mod format;
 mod reports;
 mod session;
@@ -65,6 +66,7 @@ pub fn router() -> Router<AppState> {
         .route("/approvals/{id}/{flag_id}", post(approvals::decide))
         .merge(admin::routes())
         .merge(audit::routes())
+        .merge(calibration::routes())
         .route("/reports", get(reports::catalogue))
         .route("/reports/{name}", get(reports::report))
 }
@@ -129,6 +131,8 @@ impl Viewer {
                 board: u.role.allows(Permission::ViewBatches) && u.role != Role::Analyst,
                 approvals: u.role.allows(Permission::ApproveFlags),
                 admin: u.role.allows(Permission::ManageFlows),
+                scales: u.role.allows(Permission::RecordCalibration)
+                    && !u.role.allows(Permission::ManageDevices),
                 reports: u.role.allows(Permission::ViewAnalytics),
                 audit: u.role.allows(Permission::ViewAudit),
             }),

@@ -39,6 +39,8 @@ pub struct NavUser {
     pub board: bool,
     pub approvals: bool,
     pub admin: bool,
+    /// May record scale calibrations without managing devices (supervisors): the scales page.
+    pub scales: bool,
     pub reports: bool,
     /// May read the audit log (`/audit`).
     pub audit: bool,

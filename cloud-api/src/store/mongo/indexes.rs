@@ -94,6 +94,11 @@ fn all() -> Vec<(&'static str, Vec<IndexModel>)> {
                 ),
                 index("sha256", doc! { "sha256": 1 }, false),
                 index("uploaded_at", doc! { "uploaded_at": 1 }, false),
+                index(
+                    "device_uploaded",
+                    doc! { "doc.source.device_id": 1, "uploaded_at": -1 },
+                    false,
+                ),
             ],
         ),
         (

@@ -1,6 +1,6 @@
 //! [`PhotoStore`] on MongoDB: the seed's `photos` collection. The record is kept whole under
 //! `doc`; the fields it is found by (`sha256`, `batch_id`, `event_seq`, `uploaded_at`) sit
-//! beside it for the indexes.
+//! beside it for the indexes (a device's frames are found by `doc.source.device_id`).
 
 use async_trait::async_trait;
 use mongodb::bson::{doc, Bson, Document};
@@ -120,6 +120,18 @@ impl PhotoStore for MongoStore {
             .await
             .map_err(backend)?;
         docs.iter().map(photo_from).collect()
+    }
+
+    async fn latest_device_photo(&self, device_id: &str) -> StoreResult<Option<PhotoRecord>> {
+        self.c
+            .photos
+            .find_one(doc! { "doc.source.kind": "device", "doc.source.device_id": device_id })
+            .sort(doc! { "uploaded_at": -1, "_id": -1 })
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(photo_from)
+            .transpose()
     }
 
     async fn photos_for_batch(&self, batch_id: Uuid) -> StoreResult<Vec<PhotoRecord>> {

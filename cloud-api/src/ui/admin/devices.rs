@@ -1,11 +1,15 @@
-//! Admin: devices (register, then a one-time enrollment code shown once; a new code; revoke).
+//! Admin: the device list (register, then a one-time enrollment code shown once with its QR
+//! code; a new code; revoke). One device's own page is [`super::device`]; the code and revoke
+//! forms there post here with `return=device` and come back to it.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
+use metcon_shared::device::enrollment_uri;
 use metcon_shared::role::Permission;
 use metcon_web::pages::{DeviceForm, DeviceRow, DevicesPage, EnrollmentShown, Notice};
+use metcon_web::qr::QrSvg;
 use serde_json::json;
 
 use crate::http::devices::{self as devices_api, CreateDevice, RevokeRequest};
@@ -67,10 +71,48 @@ pub async fn devices(State(state): State<AppState>, viewer: Viewer) -> UiResult 
     devices_page(&state, &viewer, StatusCode::OK, None, form, None).await
 }
 
-async fn new_code(
+/// The address a box enrolls against: the configured public URL; else the host this admin's
+/// browser reached (plain HTTP: behind TLS set `public_url`); else the listen address.
+pub(super) fn enroll_server(state: &AppState, headers: &HeaderMap) -> String {
+    if state.config.public_url.is_some() {
+        return devices_api::server_url(state);
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_else(|| devices_api::server_url(state))
+}
+
+/// An enrollment code as the page shows it: text, command and QR code.
+pub(super) fn shown(
+    device_id: &str,
+    code: String,
+    expires: String,
+    server: &str,
+) -> EnrollmentShown {
+    let uri = enrollment_uri(server, &code);
+    EnrollmentShown {
+        device_id: device_id.to_string(),
+        command: format!("metcon-edge enroll --server {server} --code {code}"),
+        qr: QrSvg::encode(&uri),
+        uri,
+        code,
+        expires,
+    }
+}
+
+pub(super) async fn new_code(
     state: &AppState,
     viewer: &Viewer,
     device_id: &str,
+    server: &str,
 ) -> Result<EnrollmentShown, ApiError> {
     let (_, axum::Json(c)) = devices_api::enrollment_code(
         State(state.clone()),
@@ -78,14 +120,20 @@ async fn new_code(
         PathParams(device_id.to_string()),
     )
     .await?;
-    Ok(EnrollmentShown {
-        device_id: device_id.to_string(),
-        code: c.code,
-        expires: format::time(c.expires_at),
-    })
+    Ok(shown(device_id, c.code, format::time(c.expires_at), server))
 }
 
-pub async fn create_device(State(state): State<AppState>, viewer: Viewer, form: Form) -> UiResult {
+/// Whether a form asks to come back to the device's own page.
+fn to_device(form: &Form) -> bool {
+    form.get("return") == Some("device")
+}
+
+pub async fn create_device(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    form: Form,
+) -> UiResult {
     viewer.require(Permission::ManageDevices)?;
     let f = DeviceForm {
         device_id: form.get("device_id").unwrap_or("").to_string(),
@@ -111,7 +159,8 @@ pub async fn create_device(State(state): State<AppState>, viewer: Viewer, form: 
     {
         return devices_page(&state, &viewer, e.status, None, f, Some(problem(&e))).await;
     }
-    match new_code(&state, &viewer, &f.device_id).await {
+    let server = enroll_server(&state, &headers);
+    match new_code(&state, &viewer, &f.device_id, &server).await {
         Ok(code) => {
             devices_page(
                 &state,
@@ -131,10 +180,23 @@ pub async fn enrollment_code(
     State(state): State<AppState>,
     viewer: Viewer,
     PathParams(id): PathParams<String>,
-    _form: Form,
+    headers: HeaderMap,
+    form: Form,
 ) -> UiResult {
     viewer.require(Permission::ManageDevices)?;
-    match new_code(&state, &viewer, &id).await {
+    let result = new_code(&state, &viewer, &id, &enroll_server(&state, &headers)).await;
+    if to_device(&form) {
+        let (status, notice, code) = match result {
+            Ok(c) => (StatusCode::CREATED, None, Some(c)),
+            Err(e) => (e.status, Some(problem(&e)), None),
+        };
+        let extras = super::device::Extras {
+            code,
+            ..Default::default()
+        };
+        return super::device::device_page(&state, &viewer, &id, status, notice, extras).await;
+    }
+    match result {
         Ok(code) => {
             devices_page(
                 &state,
@@ -184,6 +246,11 @@ pub async fn revoke_device(
         Err(e) => problem(e),
     };
     let status = r.err().map(|e| e.status).unwrap_or(StatusCode::OK);
+    if to_device(&form) {
+        let extras = super::device::Extras::default();
+        return super::device::device_page(&state, &viewer, &id, status, Some(notice), extras)
+            .await;
+    }
     devices_page(
         &state,
         &viewer,
@@ -193,4 +260,28 @@ pub async fn revoke_device(
         Some(notice),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shown_code_carries_the_command_and_a_qr_code_of_its_uri() {
+        let s = shown(
+            "scale-01",
+            "K7QF-3M9T-WX2D-HP4N".into(),
+            "2026-03-02 09:00:00 UTC".into(),
+            "http://10.0.0.5:8080",
+        );
+        assert_eq!(
+            s.command,
+            "metcon-edge enroll --server http://10.0.0.5:8080 --code K7QF-3M9T-WX2D-HP4N"
+        );
+        assert_eq!(
+            metcon_shared::device::parse_enrollment_uri(&s.uri),
+            Some(("http://10.0.0.5:8080".into(), "K7QF-3M9T-WX2D-HP4N".into()))
+        );
+        assert!(s.qr.expect("fits").as_str().starts_with("<svg "));
+    }
 }

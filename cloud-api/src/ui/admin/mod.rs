@@ -1,6 +1,7 @@
 //! Admin pages, one module per thing administered: flows, devices (with their scales) and
 //! users. Each form calls the JSON API's handler, so the rules are the API's.
 
+mod device;
 mod devices;
 mod flow_form;
 mod flows;
@@ -18,6 +19,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(flows::routes())
         .merge(devices::routes())
+        .merge(device::routes())
         .merge(users::routes())
 }
 
