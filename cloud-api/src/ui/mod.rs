@@ -12,6 +12,7 @@ mod admin;
 mod approvals;
 mod batch;
 mod board;
+mod evidence;
 mod format;
 mod reports;
 mod session;
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(board::board))
         .route("/batches", post(board::create_batch))
         .route("/batches/{id}", get(batch::page))
+        .route("/batches/{id}/photos/{photo_id}", get(evidence::photo))
         .route("/batches/{id}/start", post(batch::start))
         .route("/batches/{id}/complete", post(batch::finish))
         .route(
