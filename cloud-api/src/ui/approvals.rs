@@ -1,27 +1,39 @@
 //! The supervisor's approval queue: open flags with their evidence (the reading, expected
-//! mass and tolerance, deviation, where the weight came from); approve or reject with a reason
+//! mass and tolerance, deviation, where the weight came from, the photo it was read from,
+//! entered for or cross-checked with, and what OCR read in it; for an OCR mismatch the
+//! signed and the displayed value side by side); approve or reject with a reason
 //! and an e-signature (the password, re-entered now). The queue refreshes itself by polling
 //! its fragment, so new requests show up without a reload.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
-use metcon_shared::batch::{BatchEvent, FlagKind};
+use std::collections::HashMap;
+
+use metcon_shared::batch::{BatchEvent, Flag, FlagKind};
 use metcon_shared::role::Permission;
 use metcon_web::pages::{ApprovalRow, ApprovalsList, ApprovalsPage, Notice};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{format, problem, render, Form, UiResult, Viewer};
+use super::{evidence, format, problem, render, Form, UiResult, Viewer};
 use crate::auth::password;
 use crate::http::batches::{self as api, ApprovalItem, ReasonRequest};
 use crate::http::error::ApiError;
 use crate::http::extract::{Body, PathParams};
 use crate::http::session::audit;
 use crate::http::AppState;
+use crate::store::photos::PhotoRecord;
 
-fn row(i: ApprovalItem) -> ApprovalRow {
+/// One queue entry. `flags` and `photos`: the flag's batch's, for the evidence photos (a
+/// device frame's cross-check outcome comes from the batch's OCR-mismatch flags).
+fn row(i: ApprovalItem, flags: &[Flag], photos: &[PhotoRecord]) -> ApprovalRow {
+    let group = i
+        .evidence
+        .as_ref()
+        .and_then(|e| evidence::group(i.batch_id, e, None, flags, photos));
+    let mismatch = i.flag.kind == FlagKind::OcrMismatch;
     let mut r = ApprovalRow {
         batch_id: i.batch_id.to_string(),
         number: i.batch_number,
@@ -42,6 +54,9 @@ fn row(i: ApprovalItem) -> ApprovalRow {
         expected: None,
         deviation: None,
         source: None,
+        signed: None,
+        displayed: None,
+        photos: group.map(|g| g.photos).unwrap_or_default(),
     };
     if let Some(BatchEvent::MassChecked {
         expected,
@@ -60,6 +75,16 @@ fn row(i: ApprovalItem) -> ApprovalRow {
         ));
         r.deviation = Some(format::deviation(&check, &actual));
         r.source = Some(format::source(&source));
+        if mismatch {
+            r.signed = Some(format::mass(&actual));
+            // The value read from the camera frame the cross-check compared.
+            r.displayed = r
+                .photos
+                .iter()
+                .filter_map(|p| p.ocr.as_ref())
+                .find(|o| o.agrees == Some(false))
+                .map(|o| o.value.clone());
+        }
     }
     r
 }
@@ -68,7 +93,38 @@ async fn items(state: &AppState, viewer: &Viewer) -> UiResult<Vec<ApprovalRow>> 
     let axum::Json(items) = api::approvals(State(state.clone()), viewer.caller.clone())
         .await
         .map_err(|e| viewer.fail(e))?;
-    Ok(items.into_iter().map(row).collect())
+    // Each flagged batch's flags and photo records, once (the images themselves load
+    // lazily from the same-origin route, and only the thumbnails shown).
+    let mut batches: HashMap<Uuid, (Vec<Flag>, Vec<PhotoRecord>)> = HashMap::new();
+    for i in &items {
+        if batches.contains_key(&i.batch_id) {
+            continue;
+        }
+        let fail = |e: crate::store::StoreError| viewer.fail(e.into());
+        let flags = state
+            .store
+            .batch(i.batch_id)
+            .await
+            .map_err(fail)?
+            .map(|b| b.state.flags)
+            .unwrap_or_default();
+        let photos = state
+            .store
+            .photos_for_batch(i.batch_id)
+            .await
+            .map_err(fail)?;
+        batches.insert(i.batch_id, (flags, photos));
+    }
+    Ok(items
+        .into_iter()
+        .map(|i| {
+            let (flags, photos) = batches
+                .get(&i.batch_id)
+                .map(|(f, p)| (f.as_slice(), p.as_slice()))
+                .unwrap_or_default();
+            row(i, flags, photos)
+        })
+        .collect())
 }
 
 #[derive(Debug, Default, Deserialize)]

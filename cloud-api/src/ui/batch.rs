@@ -13,7 +13,7 @@ use metcon_shared::role::Permission;
 use metcon_web::pages::{BatchPage, FlagRow, HistoryRow, Notice, StepView, Verdict};
 use uuid::Uuid;
 
-use super::{format, problem, render, Form, UiError, UiResult, Viewer};
+use super::{evidence, format, problem, render, Form, UiError, UiResult, Viewer};
 use crate::http::batches::{self as api, BatchView, CompleteStep, MassCheckRequest, VersionOnly};
 use crate::http::error::ApiError;
 use crate::http::extract::{Body, PathParams};
@@ -21,8 +21,8 @@ use crate::http::weighing;
 use crate::http::AppState;
 
 /// The verdict of the last mass check, while it is the news: the step it completed is the
-/// one just before, or its flag is still open.
-fn verdict(v: &BatchView) -> Option<Verdict> {
+/// one just before, or its flag is still open. With the seq of its `MassChecked` event.
+fn verdict(v: &BatchView) -> Option<(u64, Verdict)> {
     let last = v
         .events
         .iter()
@@ -64,11 +64,14 @@ fn verdict(v: &BatchView) -> Option<Verdict> {
             detail.push_str(&format!(" Reason given: {n}"));
         }
     }
-    Some(Verdict {
-        ok: check.within,
-        headline: format::verdict_headline(actual, check),
-        detail,
-    })
+    Some((
+        last.seq,
+        Verdict {
+            ok: check.within,
+            headline: format::verdict_headline(actual, check),
+            detail,
+        },
+    ))
 }
 
 async fn load(state: &AppState, viewer: &Viewer, id: Uuid) -> UiResult<BatchView> {
@@ -99,6 +102,18 @@ async fn show_page(
     unreadable_photo: Option<String>,
 ) -> UiResult {
     let v = load(state, viewer, id).await?;
+    let flow = api::pinned_flow(state, &v.batch.flow_id, v.batch.flow_version)
+        .await
+        .map_err(|e| viewer.fail(e))?;
+    let photos = evidence::visible_photos(
+        state,
+        viewer,
+        id,
+        &flow.content,
+        v.current_station.as_deref(),
+    )
+    .await?;
+    let mut groups = evidence::groups(id, &v.events, &v.batch.flags, &photos);
     let actor = viewer.caller.actor();
     let executes = viewer.can(Permission::ExecuteSteps);
     let s = &v.batch;
@@ -114,6 +129,11 @@ async fn show_page(
                 may_execute,
                 ..StepView::default()
             };
+            let unit = match &cs.step.kind {
+                StepKind::MassCheck { unit, .. } => Some(*unit),
+                _ => None,
+            };
+            view.pending_photos = evidence::pending(id, &cs.step.step_id, unit, &v.events, &photos);
             match &cs.step.kind {
                 StepKind::Instruction { text } => view.text = text.clone(),
                 StepKind::Checklist { items } => view.items = items.clone(),
@@ -187,8 +207,19 @@ async fn show_page(
             at: format::time(e.at),
             who: e.actor.username.clone(),
             what: format::event(e),
+            evidence: groups
+                .iter()
+                .any(|(seq, _)| *seq == e.seq)
+                .then(|| evidence::anchor(e.seq)),
         })
         .collect();
+    let verdict = verdict(&v);
+    // The news's evidence sits beside its verdict; the rest, newest first, below.
+    let verdict_evidence = verdict.as_ref().and_then(|(seq, _)| {
+        let at = groups.iter().position(|(s, _)| s == seq)?;
+        Some(groups.remove(at).1)
+    });
+    let evidence = groups.into_iter().rev().map(|(_, g)| g).collect();
     let page = BatchPage {
         layout: viewer.layout(&format!("Batch {}", s.batch_number), notice),
         id: id.to_string(),
@@ -207,7 +238,9 @@ async fn show_page(
         ),
         can_start: s.status == BatchStatus::Created && executes && station_ok,
         can_finish: s.status == BatchStatus::InProgress && s.cursor >= s.step_count && executes,
-        verdict: verdict(&v),
+        verdict: verdict.map(|(_, v)| v),
+        verdict_evidence,
+        evidence,
         step,
         flags,
         history,

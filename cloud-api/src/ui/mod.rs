@@ -14,6 +14,7 @@ mod audit;
 mod batch;
 mod board;
 mod calibration;
+mod evidence;
 mod format;
 mod reports;
 mod session;
@@ -43,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(board::board))
         .route("/batches", post(board::create_batch))
         .route("/batches/{id}", get(batch::page))
+        .route("/batches/{id}/photos/{photo_id}", get(evidence::photo))
         .route("/batches/{id}/start", post(batch::start))
         .route("/batches/{id}/complete", post(batch::finish))
         .route(

@@ -9,6 +9,7 @@ mod admin_flows;
 mod admin_users;
 mod analyst;
 mod audit;
+mod evidence;
 mod operator;
 mod supervisor;
 
@@ -17,6 +18,7 @@ pub use admin_flows::*;
 pub use admin_users::*;
 pub use analyst::*;
 pub use audit::*;
+pub use evidence::*;
 pub use operator::*;
 pub use supervisor::*;
 
@@ -165,8 +167,25 @@ mod tests {
                 headline: "148.3 g ✓ within tolerance".into(),
                 detail: String::new(),
             }),
+            verdict_evidence: Some(EvidenceGroup {
+                anchor: "evidence-3".into(),
+                title: "Mass check at weigh".into(),
+                reading: "148.3 g".into(),
+                source: "read from the display (confidence 0.97)".into(),
+                at: "2026-12-02 12:55:02 UTC".into(),
+                photos: vec![EvidencePhoto {
+                    url: "/batches/b1/photos/p1".into(),
+                    ..EvidencePhoto::default()
+                }],
+            }),
+            evidence: vec![],
             flags: vec![],
-            history: vec![],
+            history: vec![HistoryRow {
+                at: "2026-12-02 12:55:02 UTC".into(),
+                who: "operator".into(),
+                what: "weighed 148.3 g at weigh: within tolerance".into(),
+                evidence: Some("evidence-3".into()),
+            }],
             live_station: Some("receiving".into()),
         }
         .render()
@@ -176,6 +195,9 @@ mod tests {
         assert!(html.contains("148.3 g ✓ within tolerance"));
         assert!(html.contains(r#"data-station="receiving""#));
         assert!(html.contains(r#"class="verdict ok""#));
+        assert!(html.contains(r#"id="evidence-3""#));
+        assert!(html.contains(r#"<img src="/batches/b1/photos/p1""#));
+        assert!(html.contains(r##"<a href="#evidence-3" class="evidence-link">evidence</a>"##));
     }
 
     #[test]

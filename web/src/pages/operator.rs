@@ -2,7 +2,7 @@
 
 use askama::Template;
 
-use super::Layout;
+use super::{EvidenceGroup, EvidencePhoto, Layout};
 
 /// Station board: the batches waiting at the operator's stations.
 #[derive(Debug, Template)]
@@ -56,6 +56,11 @@ pub struct BatchPage {
     pub can_finish: bool,
     /// The last mass check's outcome, when it is the latest news on this batch.
     pub verdict: Option<Verdict>,
+    /// The photos of that mass check (camera frame or display photo, with OCR), beside the
+    /// verdict; its group is then not repeated in `evidence`.
+    pub verdict_evidence: Option<EvidenceGroup>,
+    /// Every other event's photo evidence, newest first (history rows link here).
+    pub evidence: Vec<EvidenceGroup>,
     pub flags: Vec<FlagRow>,
     pub history: Vec<HistoryRow>,
     /// Which station's live events this page follows (mass checks).
@@ -84,6 +89,9 @@ pub struct StepView {
     /// Mass checks: the id of an uploaded photo OCR could not read; the weight typed in
     /// by hand is then recorded for it (and flagged for approval).
     pub unreadable_photo: String,
+    /// Photos already taken for this step but not (yet) evidence of a recorded event: an
+    /// unreadable display, a re-take asked for, or a camera frame still being read.
+    pub pending_photos: Vec<EvidencePhoto>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,4 +118,6 @@ pub struct HistoryRow {
     pub at: String,
     pub who: String,
     pub what: String,
+    /// The id of this event's evidence on the page, when it has photos.
+    pub evidence: Option<String>,
 }

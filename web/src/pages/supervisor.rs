@@ -2,7 +2,7 @@
 
 use askama::Template;
 
-use super::Layout;
+use super::{EvidencePhoto, Layout};
 
 /// Supervisor's approval queue.
 #[derive(Debug, Template)]
@@ -37,4 +37,10 @@ pub struct ApprovalRow {
     pub expected: Option<String>,
     pub deviation: Option<String>,
     pub source: Option<String>,
+    /// OCR mismatches: the signed serial value and the value read from the display.
+    pub signed: Option<String>,
+    pub displayed: Option<String>,
+    /// The photos the mass check was read from, entered for (unreadable) or cross-checked
+    /// with (a device's camera frame); shown as thumbnails that open full size.
+    pub photos: Vec<EvidencePhoto>,
 }
