@@ -50,7 +50,8 @@ async fn main() -> Result<()> {
         .as_deref()
         .context("the server printed no setup token")?;
     let t = api.bootstrap(setup).await;
-    api.publish_weigh_flow(&t.admin, "gold", "1000", "0.5").await;
+    api.publish_weigh_flow(&t.admin, "gold", "1000", "0.5")
+        .await;
     let id = api.started_batch(&t.operator, "gold").await;
     let page = format!("{}/batches/{id}", server.base);
     let cookie = format!("metcon_access={}", t.operator);
@@ -82,13 +83,20 @@ async fn main() -> Result<()> {
         bail!("the step runner did not show the mass check's Capture button");
     }
     let mut total = h + html.len();
-    println!("page                 {:>7} B body, {:>5} B headers", html.len(), h);
+    println!(
+        "page                 {:>7} B body, {:>5} B headers",
+        html.len(),
+        h
+    );
     for a in assets(&text) {
         let (h, body) = get(format!("{}{a}", server.base)).await?;
         println!("{a:<20} {:>7} B body, {:>5} B headers", body.len(), h);
         total += h + body.len();
     }
-    println!("first load total     {total:>7} B ({:.1} KB)", total as f64 / 1024.0);
+    println!(
+        "first load total     {total:>7} B ({:.1} KB)",
+        total as f64 / 1024.0
+    );
 
     // Server time of the page: sequential loads after a warm-up.
     for _ in 0..20 {
