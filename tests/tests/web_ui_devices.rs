@@ -305,6 +305,9 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(admin.body().await.unwrap().contains("1000.20 g"));
+    // Only this device's frames are served.
+    let other = "/admin/devices/scale-01/frame?photo=00000000-0000-4000-8000-000000000000";
+    assert_eq!(get_status(&admin, other).await, 404);
     admin.screenshots("device-page").await.unwrap();
 
     // Drag a rectangle on the frame with the mouse.
@@ -379,7 +382,38 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
             "drawn {typed:?}, expected {want:?}"
         );
     }
-    admin.screenshots("region-editor").await.unwrap();
+    // The overlay covers exactly the image, at both widths (so a drag lands where it looks).
+    for (w, h) in [metcon_e2e::browser::PHONE, metcon_e2e::browser::KIOSK] {
+        admin.client.set_window_size(w, h).await.unwrap();
+        let boxes = admin
+            .client
+            .execute(
+                "var a = document.getElementById('frame-image').getBoundingClientRect();
+                 var b = document.getElementById('region-overlay').getBoundingClientRect();
+                 return [a.left - b.left, a.top - b.top, a.width - b.width, a.height - b.height, a.width];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let d: Vec<f64> = boxes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            d[..4].iter().all(|v| v.abs() < 1.0) && d[4] > 100.0,
+            "at {w}×{h}: {d:?}"
+        );
+    }
+    admin
+        .screenshots_of("region-editor", "#region")
+        .await
+        .unwrap();
+    admin
+        .screenshots_of("device-calibration", "#calibration")
+        .await
+        .unwrap();
     admin.click("#save-region").await.unwrap();
     admin.wait_text("Display region saved", WAIT).await.unwrap();
     let saved = device(&api, &t.admin).await["camera_region"].clone();

@@ -391,6 +391,21 @@ pub async fn latest_frame(
     Ok(state.store.latest_device_photo(id).await?)
 }
 
+/// One kept frame of the device, by photo id (`None` if that photo is not a frame of this
+/// device), for those who may change the region.
+pub async fn frame_photo(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    photo: uuid::Uuid,
+) -> ApiResult<Option<crate::store::photos::PhotoRecord>> {
+    caller.require(Permission::ManageDevices)?;
+    let _ = load(state, id).await?;
+    Ok(state.store.photo(photo).await?.filter(|p| {
+        matches!(&p.source, crate::store::photos::PhotoSource::Device { device_id, .. } if device_id == id)
+    }))
+}
+
 /// The URL boxes enroll against: the configured public URL, else the listen address.
 pub fn server_url(state: &AppState) -> String {
     state

@@ -55,9 +55,17 @@ pub(in crate::ui) struct Extras {
 pub(crate) fn skew(ms: i64) -> String {
     let secs = ms.unsigned_abs() as f64 / 1000.0;
     match ms {
-        0 => "none (clocks agree)".to_string(),
+        m if m.unsigned_abs() < 100 => "under 0.1 s (the clocks agree)".to_string(),
         m if m > 0 => format!("device clock {secs:.1} s behind"),
         _ => format!("device clock {secs:.1} s ahead"),
+    }
+}
+
+/// "just now" or "5 min ago".
+fn seen_ago(at: OffsetDateTime, now: OffsetDateTime) -> String {
+    match format::age(at, now) {
+        a if a == "just now" => a,
+        a => format!("{a} ago"),
     }
 }
 
@@ -100,10 +108,10 @@ fn facts(d: &DeviceView, key: Option<&DeviceKeyRecord>, now: OffsetDateTime) -> 
         "Connection",
         match d.last_seen {
             Some(at) => format!(
-                "{}, last seen {} ({} ago)",
+                "{}, last seen {} ({})",
                 if d.online { "online" } else { "offline" },
                 format::time(at),
-                format::age(at, now)
+                seen_ago(at, now)
             ),
             None => "never seen".to_string(),
         },
@@ -305,23 +313,32 @@ pub async fn page(
     .await
 }
 
-/// The latest frame's bytes, from this origin, for those who may manage the device.
+#[derive(Debug, serde::Deserialize)]
+pub struct FrameQuery {
+    /// The frame the page showed (its photo id); the latest one without it.
+    pub photo: Option<uuid::Uuid>,
+}
+
+/// A kept frame's bytes (the one the page named, else the latest), from this origin, for
+/// those who may manage the device.
 pub async fn frame(
     State(state): State<AppState>,
     viewer: Viewer,
     PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<FrameQuery>,
 ) -> UiResult<Response> {
     viewer.require(Permission::ManageDevices)?;
-    let photo = devices_api::latest_frame(&state, &viewer.caller, &id)
-        .await
-        .map_err(|e| viewer.fail(e))?
-        .ok_or_else(|| {
-            UiError::page(
-                StatusCode::NOT_FOUND,
-                "No frame",
-                format!("device {id} has not sent a frame yet"),
-            )
-        })?;
+    let found = match q.photo {
+        Some(p) => devices_api::frame_photo(&state, &viewer.caller, &id, p).await,
+        None => devices_api::latest_frame(&state, &viewer.caller, &id).await,
+    };
+    let photo = found.map_err(|e| viewer.fail(e))?.ok_or_else(|| {
+        UiError::page(
+            StatusCode::NOT_FOUND,
+            "No frame",
+            format!("device {id} has not sent a frame yet"),
+        )
+    })?;
     let bytes = state
         .blobs
         .get(&photo.sha256)
@@ -342,10 +359,13 @@ pub async fn frame(
     let mut res = (StatusCode::OK, bytes).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
+    // A frame's bytes never change (named by digest); without `photo` it is "the latest".
+    let cache = if q.photo.is_some() {
+        "private, max-age=3600, immutable"
+    } else {
+        "private, no-store"
+    };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -623,8 +643,12 @@ mod tests {
     #[test]
     fn skew_and_fingerprints_read_well() {
         assert_eq!(skew(1200), "device clock 1.2 s behind");
-        assert_eq!(skew(-50), "device clock 0.1 s ahead");
-        assert_eq!(skew(0), "none (clocks agree)");
+        assert_eq!(skew(-250), "device clock 0.2 s ahead");
+        assert_eq!(skew(-50), "under 0.1 s (the clocks agree)");
+        assert_eq!(skew(0), "under 0.1 s (the clocks agree)");
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(seen_ago(now, now), "just now");
+        assert_eq!(seen_ago(now - time::Duration::minutes(5), now), "5 min ago");
         let fp = fingerprint(&[7u8; 32]);
         assert_eq!(fp.len(), 19);
         assert_eq!(fp.matches(':').count(), 3);
