@@ -25,7 +25,12 @@ async fn user_id(w: &World, username: &str) -> String {
 
 async fn patch(w: &World, token: &str, id: &str, body: Value) -> (StatusCode, Value) {
     w.app
-        .call(Method::PATCH, &format!("/api/users/{id}"), Some(token), Some(body))
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            Some(token),
+            Some(body),
+        )
         .await
 }
 
@@ -70,7 +75,10 @@ async fn role_changes_deactivation_and_password_resets_are_audited_and_end_sessi
     assert_eq!(changed[0]["actor"], "admin");
     assert_eq!(changed[0]["details"]["to"]["role"], "supervisor");
     assert_eq!(changed[0]["details"]["from"]["role"], "operator");
-    assert_eq!(audit(&w, "action=user_renamed&target=operator").await.len(), 1);
+    assert_eq!(
+        audit(&w, "action=user_renamed&target=operator").await.len(),
+        1
+    );
 
     // Deactivation ends the session that is open now; login is refused.
     let (s, _) = w.app.get("/api/batches", &w.operator).await;
@@ -79,8 +87,14 @@ async fn role_changes_deactivation_and_password_resets_are_audited_and_end_sessi
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, _) = w.app.get("/api/batches", &w.operator).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(login_status(&w, "operator", PASSWORD).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(audit(&w, "action=user_deactivated&actor=admin").await.len(), 1);
+    assert_eq!(
+        login_status(&w, "operator", PASSWORD).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        audit(&w, "action=user_deactivated&actor=admin").await.len(),
+        1
+    );
 
     // Reactivated: logs in again.
     let (s, v) = patch(&w, &w.admin, &id, json!({ "active": true })).await;
@@ -91,7 +105,11 @@ async fn role_changes_deactivation_and_password_resets_are_audited_and_end_sessi
     // A reset must meet the policy (readable 422, nothing changes) …
     let (s, v) = w
         .app
-        .post(&format!("/api/users/{id}/password"), &w.admin, json!({ "password": "short" }))
+        .post(
+            &format!("/api/users/{id}/password"),
+            &w.admin,
+            json!({ "password": "short" }),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(v["detail"].as_str().unwrap().contains("at least 12"), "{v}");
@@ -101,12 +119,19 @@ async fn role_changes_deactivation_and_password_resets_are_audited_and_end_sessi
     let new = "a-new-and-long-password";
     let (s, v) = w
         .app
-        .post(&format!("/api/users/{id}/password"), &w.admin, json!({ "password": new }))
+        .post(
+            &format!("/api/users/{id}/password"),
+            &w.admin,
+            json!({ "password": new }),
+        )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
     let (s, _) = w.app.get("/api/batches", &token).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(login_status(&w, "operator", PASSWORD).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login_status(&w, "operator", PASSWORD).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(login_status(&w, "operator", new).await, StatusCode::OK);
     let resets = audit(&w, "action=password_reset").await;
     assert_eq!(resets.len(), 1, "{resets:?}");
@@ -124,7 +149,10 @@ async fn the_last_active_admin_cannot_be_demoted_or_deactivated() {
     for body in [json!({ "role": "operator" }), json!({ "active": false })] {
         let (s, v) = patch(&w, &w.admin, &me, body.clone()).await;
         assert_eq!(s, StatusCode::CONFLICT, "{body}: {v}");
-        assert!(v["detail"].as_str().unwrap().contains("last active admin"), "{v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("last active admin"),
+            "{v}"
+        );
     }
     // With a second admin, the first may step down.
     let (s, v) = w
@@ -162,13 +190,22 @@ async fn the_audit_list_filters_and_pages_newest_first() {
     let w = World::new().await;
     let id = user_id(&w, "receiver").await;
     for i in 0..5 {
-        let (s, _) = patch(&w, &w.admin, &id, json!({ "display_name": format!("R {i}") })).await;
+        let (s, _) = patch(
+            &w,
+            &w.admin,
+            &id,
+            json!({ "display_name": format!("R {i}") }),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK);
     }
     let renames = audit(&w, "action=user_renamed&limit=3").await;
     let seqs: Vec<u64> = renames.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs.len(), 3);
-    assert!(seqs.windows(2).all(|p| p[0] > p[1]), "newest first: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|p| p[0] > p[1]),
+        "newest first: {seqs:?}"
+    );
     assert_eq!(renames[0]["details"]["to"], "R 4");
     let older = audit(&w, &format!("action=user_renamed&before={}", seqs[2])).await;
     assert_eq!(older.len(), 2, "{older:?}");

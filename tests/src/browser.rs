@@ -198,6 +198,30 @@ impl Browser {
         Ok(())
     }
 
+    /// Like [`Browser::screenshots`], with the element `css` scrolled to the top of the view at
+    /// each width (the part of a long page below the first screen: a table, a lower form).
+    pub async fn screenshots_of(&self, name: &str, css: &str) -> Result<()> {
+        let dir = std::env::var_os("METCON_SCREENSHOTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshots")
+            });
+        std::fs::create_dir_all(&dir)?;
+        for (label, (w, h)) in [("phone", PHONE), ("kiosk", KIOSK)] {
+            self.client.set_window_size(w, h).await?;
+            self.client
+                .execute(
+                    "const e = document.querySelector(arguments[0]); if (e) e.scrollIntoView();",
+                    vec![json!(css)],
+                )
+                .await?;
+            let png = self.client.screenshot().await?;
+            std::fs::write(dir.join(format!("{name}-{label}.png")), png)?;
+        }
+        self.client.set_window_size(KIOSK.0, KIOSK.1).await?;
+        Ok(())
+    }
+
     /// Ends the WebDriver session (the browser quits), then the driver.
     pub async fn close(mut self) -> Result<()> {
         let client = self.client.clone();

@@ -130,6 +130,10 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     let olga_page = admin.path().await.unwrap();
     assert!(olga_page.starts_with("/admin/users/"), "{olga_page}");
     admin.screenshots("user-edit").await.unwrap();
+    admin
+        .screenshots_of("user-edit-lower", "#password-heading")
+        .await
+        .unwrap();
 
     // Name, role and stations; the user sees them after logging in.
     admin.fill("#display_name", "Olga Petrova").await.unwrap();
@@ -144,14 +148,29 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     admin.fill("#stations", "receiving, assay").await.unwrap();
     admin.click("#save-user").await.unwrap();
     let page = admin.wait_text("Saved:", WAIT).await.unwrap();
-    assert!(page.contains("Olga Petrova (supervisor), stations: receiving, assay"), "{page}");
+    assert!(
+        page.contains("Olga Petrova (supervisor), stations: receiving, assay"),
+        "{page}"
+    );
     let olga = Browser::start(&server.base).await.unwrap();
     olga.login("olga", PASSWORD).await.unwrap();
-    let page = olga.wait_text("Olga Petrova (supervisor)", WAIT).await.unwrap();
-    assert!(page.contains("Approvals"), "a supervisor's navigation: {page}");
+    let page = olga
+        .wait_text("Olga Petrova (supervisor)", WAIT)
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Approvals"),
+        "a supervisor's navigation: {page}"
+    );
     let id = user_id(&api, &t.admin, "olga").await;
     let v = api
-        .must(Method::GET, &format!("/api/users/{id}"), &t.admin, None, 200)
+        .must(
+            Method::GET,
+            &format!("/api/users/{id}"),
+            &t.admin,
+            None,
+            200,
+        )
         .await;
     assert_eq!(v["stations"], json!(["receiving", "assay"]), "{v}");
 
@@ -159,7 +178,10 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     admin.fill("#stations", "Receiving Bay").await.unwrap();
     admin.click("#save-user").await.unwrap();
     let page = admin.wait_text("is not a station id", WAIT).await.unwrap();
-    assert!(page.contains("That did not work") || page.contains("not a station"), "{page}");
+    assert!(
+        page.contains("That did not work") || page.contains("not a station"),
+        "{page}"
+    );
     let typed = admin
         .client
         .find(Locator::Css("#stations"))
@@ -178,9 +200,15 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     admin.open(&format!("/admin/users/{op_id}")).await.unwrap();
     admin.wait_text("User operator", WAIT).await.unwrap();
     admin.fill("#new-password", NEW_PASSWORD).await.unwrap();
-    admin.fill("#confirm-password", "something-else-entirely").await.unwrap();
+    admin
+        .fill("#confirm-password", "something-else-entirely")
+        .await
+        .unwrap();
     admin.click("#reset-password").await.unwrap();
-    admin.wait_text("the two passwords are not the same", WAIT).await.unwrap();
+    admin
+        .wait_text("the two passwords are not the same", WAIT)
+        .await
+        .unwrap();
     // The API's policy (the browser's own minlength check taken away to reach it).
     admin
         .client
@@ -193,16 +221,28 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     admin.fill("#new-password", "short").await.unwrap();
     admin.fill("#confirm-password", "short").await.unwrap();
     admin.click("#reset-password").await.unwrap();
-    admin.wait_text("at least 12 characters", WAIT).await.unwrap();
-    assert_eq!(login_status(&api, "operator", PASSWORD).await, StatusCode::OK);
+    admin
+        .wait_text("at least 12 characters", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        login_status(&api, "operator", PASSWORD).await,
+        StatusCode::OK
+    );
     admin.fill("#new-password", NEW_PASSWORD).await.unwrap();
     admin.fill("#confirm-password", NEW_PASSWORD).await.unwrap();
     admin.click("#reset-password").await.unwrap();
     admin.wait_text("New password set", WAIT).await.unwrap();
     let html = admin.client.source().await.unwrap();
     assert!(!html.contains(NEW_PASSWORD), "the password is never echoed");
-    assert_eq!(login_status(&api, "operator", PASSWORD).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(login_status(&api, "operator", NEW_PASSWORD).await, StatusCode::OK);
+    assert_eq!(
+        login_status(&api, "operator", PASSWORD).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_status(&api, "operator", NEW_PASSWORD).await,
+        StatusCode::OK
+    );
     // The operator's open page: its next action leads to the login form.
     op.click("nav a[href='/']").await.unwrap();
     wait_login_page(&op).await;
@@ -227,12 +267,17 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     admin.click("#reactivate").await.unwrap();
     admin.wait_text("olga is active again", WAIT).await.unwrap();
     olga.login("olga", PASSWORD).await.unwrap();
-    olga.wait_text("Olga Petrova (supervisor)", WAIT).await.unwrap();
+    olga.wait_text("Olga Petrova (supervisor)", WAIT)
+        .await
+        .unwrap();
 
     // The only admin cannot demote or deactivate themselves.
     let me = user_id(&api, &t.admin, "admin").await;
     admin.open(&format!("/admin/users/{me}")).await.unwrap();
-    admin.wait_text("This is your own account", WAIT).await.unwrap();
+    admin
+        .wait_text("This is your own account", WAIT)
+        .await
+        .unwrap();
     admin
         .client
         .find(Locator::Css("#role"))
@@ -265,29 +310,51 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     let seqs = audit_seqs(&admin).await;
     assert!(seqs.windows(2).all(|p| p[0] > p[1]), "{seqs:?}");
     admin.screenshots("audit").await.unwrap();
+    admin
+        .screenshots_of("audit-entries", "#audit-table")
+        .await
+        .unwrap();
 
     // Filters: by the form …
     admin.fill("#f-action", "user_deactivated").await.unwrap();
     admin.click("#apply-filters").await.unwrap();
     admin.wait_text("Clear", WAIT).await.unwrap();
     assert_eq!(audit_rows(&admin).await, 1);
-    assert!(admin.text("#audit-table").await.unwrap().contains("user:olga"));
+    assert!(admin
+        .text("#audit-table")
+        .await
+        .unwrap()
+        .contains("user:olga"));
     // … by a link in a row (the target), combined with an actor …
-    admin.open("/audit?actor=admin&target=user:olga").await.unwrap();
+    admin
+        .open("/audit?actor=admin&target=user:olga")
+        .await
+        .unwrap();
     admin.wait_text("Chain intact", WAIT).await.unwrap();
     let text = admin.text("#audit-table").await.unwrap();
-    assert!(text.contains("user_role_changed") && !text.contains("password_reset"), "{text}");
+    assert!(
+        text.contains("user_role_changed") && !text.contains("password_reset"),
+        "{text}"
+    );
     // … and by UTC day.
     let today = time::OffsetDateTime::now_utc().date();
     admin
-        .open(&format!("/audit?action=password_reset&from={today}&to={today}"))
+        .open(&format!(
+            "/audit?action=password_reset&from={today}&to={today}"
+        ))
         .await
         .unwrap();
     admin.wait_text("Chain intact", WAIT).await.unwrap();
     assert_eq!(audit_rows(&admin).await, 1);
     let tomorrow = today.next_day().unwrap();
-    admin.open(&format!("/audit?from={tomorrow}")).await.unwrap();
-    admin.wait_text("No audit entries match these filters", WAIT).await.unwrap();
+    admin
+        .open(&format!("/audit?from={tomorrow}"))
+        .await
+        .unwrap();
+    admin
+        .wait_text("No audit entries match these filters", WAIT)
+        .await
+        .unwrap();
     admin.open("/audit?from=last-week").await.unwrap();
     admin.wait_text("YYYY-MM-DD", WAIT).await.unwrap();
 
@@ -310,7 +377,10 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     admin.wait_text("Newest entries", WAIT).await.unwrap();
     let older = audit_seqs(&admin).await;
     assert!(!older.is_empty());
-    assert!(older[0] < *first.last().unwrap(), "{older:?} after {first:?}");
+    assert!(
+        older[0] < *first.last().unwrap(),
+        "{older:?} after {first:?}"
+    );
 
     // Tampered behind the server's back: the chain shows red at the edited entry.
     tamper(
@@ -318,9 +388,22 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
         "UPDATE audit SET details = '{\"tampered\":true}' WHERE seq = 2;",
     );
     admin.open("/audit").await.unwrap();
-    let page = admin.wait_text("Chain broken at entry 2", WAIT).await.unwrap();
-    assert!(page.contains("Entry 2: its content does not match its hash"), "{page}");
-    let class = admin.client.find(Locator::Css("#chain")).await.unwrap().attr("class").await.unwrap();
+    let page = admin
+        .wait_text("Chain broken at entry 2", WAIT)
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Entry 2: its content does not match its hash"),
+        "{page}"
+    );
+    let class = admin
+        .client
+        .find(Locator::Css("#chain"))
+        .await
+        .unwrap()
+        .attr("class")
+        .await
+        .unwrap();
     assert_eq!(class.as_deref(), Some("chain bad"));
     admin.screenshots("audit-broken").await.unwrap();
 
@@ -347,7 +430,10 @@ async fn an_operator_cannot_open_or_post_to_user_admin_or_the_audit_log() {
     for (action, fields) in [
         (format!("/admin/users/{id}"), "role=operator&display_name=x"),
         (format!("/admin/users/{id}/active"), "active=false"),
-        (format!("/admin/users/{id}/password"), "password=aaaaaaaaaaaaaaaa&password_confirm=aaaaaaaaaaaaaaaa"),
+        (
+            format!("/admin/users/{id}/password"),
+            "password=aaaaaaaaaaaaaaaa&password_confirm=aaaaaaaaaaaaaaaa",
+        ),
     ] {
         b.open("/").await.unwrap();
         b.wait_text("Station board", WAIT).await.unwrap();
@@ -369,10 +455,19 @@ async fn an_operator_cannot_open_or_post_to_user_admin_or_the_audit_log() {
     }
     // Nothing changed.
     let v = api
-        .must(Method::GET, &format!("/api/users/{id}"), &t.admin, None, 200)
+        .must(
+            Method::GET,
+            &format!("/api/users/{id}"),
+            &t.admin,
+            None,
+            200,
+        )
         .await;
     assert_eq!(v["role"], "supervisor");
     assert_eq!(v["active"], true);
-    assert_eq!(login_status(&api, "supervisor", PASSWORD).await, StatusCode::OK);
+    assert_eq!(
+        login_status(&api, "supervisor", PASSWORD).await,
+        StatusCode::OK
+    );
     b.close().await.unwrap();
 }
