@@ -130,6 +130,10 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     let olga_page = admin.path().await.unwrap();
     assert!(olga_page.starts_with("/admin/users/"), "{olga_page}");
     admin.screenshots("user-edit").await.unwrap();
+    admin
+        .screenshots_of("user-edit-lower", "#password-heading")
+        .await
+        .unwrap();
 
     // Name, role and stations; the user sees them after logging in.
     admin.fill("#display_name", "Olga Petrova").await.unwrap();
@@ -306,6 +310,10 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     let seqs = audit_seqs(&admin).await;
     assert!(seqs.windows(2).all(|p| p[0] > p[1]), "{seqs:?}");
     admin.screenshots("audit").await.unwrap();
+    admin
+        .screenshots_of("audit-entries", "#audit-table")
+        .await
+        .unwrap();
 
     // Filters: by the form …
     admin.fill("#f-action", "user_deactivated").await.unwrap();
