@@ -183,24 +183,16 @@ impl Browser {
 
     /// Saves a PNG of the page at phone and kiosk widths: `<name>-phone.png`, `<name>-kiosk.png`.
     pub async fn screenshots(&self, name: &str) -> Result<()> {
-        let dir = std::env::var_os("METCON_SCREENSHOTS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshots")
-            });
-        std::fs::create_dir_all(&dir)?;
-        for (label, (w, h)) in [("phone", PHONE), ("kiosk", KIOSK)] {
-            self.client.set_window_size(w, h).await?;
-            let png = self.client.screenshot().await?;
-            std::fs::write(dir.join(format!("{name}-{label}.png")), png)?;
-        }
-        self.client.set_window_size(KIOSK.0, KIOSK.1).await?;
-        Ok(())
+        self.shoot(name, None).await
     }
 
     /// Like [`Browser::screenshots`], with the element `css` scrolled to the top of the
     /// window at each width (a part of a long page).
     pub async fn screenshots_of(&self, name: &str, css: &str) -> Result<()> {
+        self.shoot(name, Some(css)).await
+    }
+
+    async fn shoot(&self, name: &str, scroll_to: Option<&str>) -> Result<()> {
         let dir = std::env::var_os("METCON_SCREENSHOTS")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -209,12 +201,14 @@ impl Browser {
         std::fs::create_dir_all(&dir)?;
         for (label, (w, h)) in [("phone", PHONE), ("kiosk", KIOSK)] {
             self.client.set_window_size(w, h).await?;
-            self.client
-                .execute(
-                    "var e = document.querySelector(arguments[0]); if (e) { e.scrollIntoView({block: 'start'}); }",
-                    vec![json!(css)],
-                )
-                .await?;
+            if let Some(css) = scroll_to {
+                self.client
+                    .execute(
+                        "var e = document.querySelector(arguments[0]); if (e) { e.scrollIntoView({block: 'start'}); }",
+                        vec![json!(css)],
+                    )
+                    .await?;
+            }
             let png = self.client.screenshot().await?;
             std::fs::write(dir.join(format!("{name}-{label}.png")), png)?;
         }

@@ -709,14 +709,7 @@ async fn an_admin_builds_a_flow_previews_publishes_and_compares_versions() {
         .await
         .unwrap();
     assert_eq!(typed.as_deref(), Some("2500,0x"));
-    b.client
-        .execute(
-            "document.getElementById('f-s0-t1').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .unwrap();
-    b.screenshots("flow-builder").await.unwrap();
+    b.screenshots_of("flow-builder", "#f-s0-t1").await.unwrap();
     // Fixed (a decimal comma is fine) and moved first: the button saves too.
     b.fill("#f-s0-t1-expected_mass", "2500,00").await.unwrap();
     b.click("button[value='step_up:0:1']").await.unwrap();
