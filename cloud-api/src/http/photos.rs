@@ -13,7 +13,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use metcon_shared::batch::{BatchCommand, MassSource, RecordedEvent, StepPayload};
@@ -343,6 +343,7 @@ pub struct SignedQuery {
     responses((status = 200, content_type = "image/jpeg"), (status = 403, description = "expired or forged link")))]
 pub async fn open(
     State(state): State<AppState>,
+    headers: HeaderMap,
     PathParams(sha256): PathParams<String>,
     QueryParams(q): QueryParams<SignedQuery>,
 ) -> ApiResult<Response> {
@@ -351,26 +352,84 @@ pub async fn open(
         .photo_urls
         .verify(&sha256, q.expires, &q.sig, OffsetDateTime::now_utc())
         .map_err(|e| ApiError::forbidden(e.to_string()))?;
-    let bytes = state
-        .blobs
-        .get(&sha256)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("that photo is not stored"))?;
-    let content_type = match image::guess_format(&bytes) {
-        Ok(image::ImageFormat::Png) => "image/png",
-        _ => "image/jpeg",
-    };
     let left = (q.expires - OffsetDateTime::now_utc().unix_timestamp()).max(0);
-    let mut resp = (StatusCode::OK, bytes).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&format!("private, max-age={left}, immutable")) {
-        h.insert(header::CACHE_CONTROL, v);
+    let cache = HeaderValue::from_str(&format!("private, max-age={left}, immutable"))
+        .map_err(ApiError::internal)?;
+    send_bytes(&state, &sha256, None, cache, &headers).await
+}
+
+/// The content type to serve a record's bytes with: only the two the upload accepts.
+fn content_type(recorded: &str) -> &'static str {
+    match recorded {
+        "image/png" => "image/png",
+        "image/jpeg" => "image/jpeg",
+        _ => "application/octet-stream",
     }
+}
+
+/// Sends the stored bytes named `sha256` as an image: every route that shows a photo (the
+/// signed URL, the UI's evidence and device-frame routes) answers through this one, so
+/// they agree on headers. The content type is the recorded one (`recorded`; only PNG and
+/// JPEG are served as images) or sniffed; the digest is the ETag, so a browser that has the
+/// bytes gets a 304 without the store being read; `nosniff` and a `default-src 'none'` CSP
+/// keep the bytes from ever being run as a page.
+pub(crate) async fn send_bytes(
+    state: &AppState,
+    sha256: &str,
+    recorded: Option<&str>,
+    cache: HeaderValue,
+    request: &HeaderMap,
+) -> ApiResult<Response> {
+    let etag = format!("\"{sha256}\"");
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut res = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let bytes = state
+            .blobs
+            .get(sha256)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found("the photo's file is not stored"))?;
+        let content_type = match recorded {
+            Some(t) => content_type(t),
+            None => match image::guess_format(&bytes) {
+                Ok(image::ImageFormat::Png) => "image/png",
+                _ => "image/jpeg",
+            },
+        };
+        let mut res = (StatusCode::OK, bytes).into_response();
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        res
+    };
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, cache);
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'"),
     );
-    Ok(resp)
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_image_types_are_served_as_images() {
+        assert_eq!(content_type("image/png"), "image/png");
+        assert_eq!(content_type("image/jpeg"), "image/jpeg");
+        assert_eq!(content_type("text/html"), "application/octet-stream");
+    }
 }

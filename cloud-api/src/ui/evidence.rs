@@ -9,10 +9,8 @@
 //! `ViewBatches`, and for operators only at their stations (the batch's current station, as
 //! the batch list scopes them, or the station of the step the photo was taken at).
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue};
 use metcon_shared::batch::{BatchEvent, Flag, FlagKind, RecordedEvent, StepPayload};
 use metcon_shared::flow::FlowContent;
 use metcon_shared::mass::MassUnit;
@@ -134,49 +132,15 @@ pub async fn photo(
             "this photo belongs to a batch at a station that is not one of yours",
         )));
     }
-    let etag = format!("\"{}\"", record.sha256);
-    let fresh = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let mut res = if fresh {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let bytes = state
-            .blobs
-            .get(&record.sha256)
-            .await
-            .map_err(|e| viewer.fail(ApiError::internal(e)))?
-            .ok_or_else(|| viewer.fail(ApiError::not_found("the photo's file is not stored")))?;
-        let mut res = (StatusCode::OK, Body::from(bytes)).into_response();
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type(&record.content_type)),
-        );
-        res
-    };
-    let h = res.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
+    crate::http::photos::send_bytes(
+        &state,
+        &record.sha256,
+        Some(&record.content_type),
         HeaderValue::from_static(BROWSER_CACHE),
-    );
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    Ok(res)
-}
-
-/// The content type to serve a record's bytes with: only the two the upload accepts.
-fn content_type(recorded: &str) -> &'static str {
-    match recorded {
-        "image/png" => "image/png",
-        "image/jpeg" => "image/jpeg",
-        _ => "application/octet-stream",
-    }
+        &headers,
+    )
+    .await
+    .map_err(|e| viewer.fail(e))
 }
 
 /// How a device frame's display compared with the signed reading it is bound to.
@@ -527,13 +491,6 @@ mod tests {
         assert!(!may_view(op, &mine, None, None));
         assert!(may_view(Role::Supervisor, &[], Some("casting"), None));
         assert!(may_view(Role::Admin, &[], None, None));
-    }
-
-    #[test]
-    fn only_image_types_are_served_as_images() {
-        assert_eq!(content_type("image/png"), "image/png");
-        assert_eq!(content_type("image/jpeg"), "image/jpeg");
-        assert_eq!(content_type("text/html"), "application/octet-stream");
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! 'self' even when photos live in S3.
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use metcon_shared::device::Region;
@@ -324,6 +324,7 @@ pub struct FrameQuery {
 pub async fn frame(
     State(state): State<AppState>,
     viewer: Viewer,
+    headers: HeaderMap,
     PathParams(id): PathParams<String>,
     QueryParams(q): QueryParams<FrameQuery>,
 ) -> UiResult<Response> {
@@ -339,42 +340,21 @@ pub async fn frame(
             format!("device {id} has not sent a frame yet"),
         )
     })?;
-    let bytes = state
-        .blobs
-        .get(&photo.sha256)
-        .await
-        .map_err(|e| viewer.fail(crate::http::error::ApiError::internal(e)))?
-        .ok_or_else(|| {
-            UiError::page(
-                StatusCode::NOT_FOUND,
-                "No frame",
-                "the frame's file is not stored",
-            )
-        })?;
-    let content_type = if photo.content_type == "image/png" {
-        "image/png"
-    } else {
-        "image/jpeg"
-    };
-    let mut res = (StatusCode::OK, bytes).into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     // A frame's bytes never change (named by digest); without `photo` it is "the latest".
     let cache = if q.photo.is_some() {
         "private, max-age=3600, immutable"
     } else {
         "private, no-store"
     };
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'"),
-    );
-    Ok(res)
+    crate::http::photos::send_bytes(
+        &state,
+        &photo.sha256,
+        Some(&photo.content_type),
+        HeaderValue::from_static(cache),
+        &headers,
+    )
+    .await
+    .map_err(|e| viewer.fail(e))
 }
 
 /// The command names the page's buttons send, and what the notice says.
