@@ -359,13 +359,7 @@ async fn flow_page(
     notice: Option<Notice>,
 ) -> UiResult {
     viewer.require(Permission::ManageFlows)?;
-    let axum::Json(v) = flows_api::get(
-        State(state.clone()),
-        viewer.caller.clone(),
-        PathParams((flow_id.to_string(), version)),
-    )
-    .await
-    .map_err(|e| viewer.fail(e))?;
+    // One read: the history holds the version shown.
     let axum::Json(versions) = flows_api::versions(
         State(state.clone()),
         viewer.caller.clone(),
@@ -373,6 +367,14 @@ async fn flow_page(
     )
     .await
     .map_err(|e| viewer.fail(e))?;
+    let v = versions
+        .iter()
+        .find(|v| v.flow.version == version)
+        .ok_or_else(|| {
+            viewer.fail(ApiError::not_found(format!(
+                "flow {flow_id} has no version {version}"
+            )))
+        })?;
     let stored_json = serde_json::to_string_pretty(&v.flow.content)
         .map_err(|e| viewer.fail(ApiError::internal(e)))?;
     // (form key, message) for the summary at the top.
