@@ -114,6 +114,7 @@ contract!(
     device_fleet_survives_export_and_import,
     photo_records_are_found_by_batch_and_digest_and_link_once,
     the_latest_frame_of_a_device_is_found,
+    the_audit_search_filters_and_pages_newest_first,
 );
 
 /// The start-up check on a real wire-protocol server: a standalone one (no replica set in its
@@ -2306,4 +2307,92 @@ async fn the_latest_frame_of_a_device_is_found(s: Arc<dyn Store>) {
         Some(other)
     );
     assert_eq!(s.latest_device_photo("scale-03").await.unwrap(), None);
+}
+
+/// The audit viewer's search: exact actor and action, target as plain text (a `%` or `.`
+/// is not a pattern), whole UTC days, newest first with a `before` cursor, oldest first
+/// with `after`; the same answers on both backends.
+async fn the_audit_search_filters_and_pages_newest_first(s: Arc<dyn Store>) {
+    let day1 = datetime!(2026-03-01 23:59:59.9 UTC);
+    let day2 = datetime!(2026-03-02 00:00 UTC);
+    let entry = |at, actor: &str, action: &str, target: &str| NewAudit {
+        at,
+        actor: actor.into(),
+        action: action.into(),
+        target: target.into(),
+        details: serde_json::json!({}),
+        ip: None,
+    };
+    for e in [
+        entry(day1, "alice", "user_deactivated", "user:bob"),
+        entry(day1, "alice", "flow_published", "flow:gold@1"),
+        entry(day2, "carol", "user_deactivated", "user:b%b"),
+        entry(day2, "alice", "user_deactivated", "user:bobby"),
+        entry(day2, "alice", "batch_created", "batch:B-2026-0001"),
+    ] {
+        s.append_audit(&e).await.unwrap();
+    }
+    let seqs = |v: Vec<AuditRecord>| v.into_iter().map(|r| r.seq).collect::<Vec<_>>();
+    let all = seqs(
+        s.audit_search(&AuditFilter::default(), AuditCursor::Before(None), 100)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(all, vec![5, 4, 3, 2, 1]);
+    let deactivations = AuditFilter {
+        action: Some("user_deactivated".into()),
+        ..AuditFilter::default()
+    };
+    let by = |f: &AuditFilter, c| {
+        let s = s.clone();
+        let f = f.clone();
+        async move { seqs(s.audit_search(&f, c, 100).await.unwrap()) }
+    };
+    assert_eq!(
+        by(&deactivations, AuditCursor::Before(None)).await,
+        vec![4, 3, 1]
+    );
+    // Pages of two, newest first, and the cursor carries on.
+    let page1 = seqs(
+        s.audit_search(&deactivations, AuditCursor::Before(None), 2)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(page1, vec![4, 3]);
+    assert_eq!(
+        by(&deactivations, AuditCursor::Before(Some(3))).await,
+        vec![1]
+    );
+    assert_eq!(by(&deactivations, AuditCursor::After(1)).await, vec![3, 4]);
+    let alice = AuditFilter {
+        actor: Some("alice".into()),
+        ..deactivations.clone()
+    };
+    assert_eq!(by(&alice, AuditCursor::Before(None)).await, vec![4, 1]);
+    // Target text: a substring, and `%` is only a character.
+    let bob = AuditFilter {
+        target: Some("user:bob".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(by(&bob, AuditCursor::Before(None)).await, vec![4, 1]);
+    let percent = AuditFilter {
+        target: Some("b%b".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(by(&percent, AuditCursor::Before(None)).await, vec![3]);
+    // Whole UTC days: the last tenth of a second of day 1 is day 1.
+    let first_day = AuditFilter {
+        to: Some(day1.date()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(by(&first_day, AuditCursor::Before(None)).await, vec![2, 1]);
+    let second_day = AuditFilter {
+        from: Some(day2.date()),
+        to: Some(day2.date()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        by(&second_day, AuditCursor::Before(None)).await,
+        vec![5, 4, 3]
+    );
 }
