@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
+use metcon_e2e::s3::{self, S3Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::World;
@@ -543,79 +544,12 @@ async fn the_built_in_reader_completes_a_mass_check_from_a_display_photo() {
 
 // --- S3 --------------------------------------------------------------------------------
 
-/// A private `s3s-fs` (a real S3 server that checks SigV4 signatures) on a free port.
-struct S3Server {
-    child: std::process::Child,
-    endpoint: String,
-    _root: tempfile::TempDir,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const S3_KEY: &str = "AKMETCONTEST";
-const S3_SECRET: &str = "SKMETCONTEST-0123456789";
-
-fn s3s_binary() -> Option<String> {
-    match std::env::var("METCON_TEST_S3S_FS") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var_os("METCON_TEST_REQUIRE_S3").is_none(),
-                "METCON_TEST_REQUIRE_S3 is set but METCON_TEST_S3S_FS does not name s3s-fs"
-            );
-            eprintln!("s3s-fs not configured (METCON_TEST_S3S_FS); S3 test skipped");
-            None
-        }
-    }
-}
-
-async fn start_s3() -> Option<S3Server> {
-    let bin = s3s_binary()?;
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("evidence")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET])
-        .arg(root.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Some(S3Server {
-                child,
-                endpoint,
-                _root: root,
-            });
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("s3s-fs did not listen on {endpoint}");
-}
-
 fn s3_config(endpoint: &str, secret: &str) -> metcon_cloud::config::S3Config {
     metcon_cloud::config::S3Config {
         bucket: "evidence".into(),
         endpoint: Some(endpoint.into()),
         region: Some("us-east-1".into()),
-        access_key_id: Some(S3_KEY.into()),
+        access_key_id: Some(s3::KEY.into()),
         secret_access_key: Some(secret.into()),
         session_token: None,
         path_style: true,
@@ -626,8 +560,10 @@ fn s3_config(endpoint: &str, secret: &str) -> metcon_cloud::config::S3Config {
 #[tokio::test]
 async fn the_s3_backend_stores_checks_and_presigns_against_a_real_s3_server() {
     use metcon_cloud::blobs::{s3::S3Blobs, sha256_hex, BlobError, BlobStore};
-    let Some(s3) = start_s3().await else { return };
-    let store = S3Blobs::new(&s3_config(&s3.endpoint, S3_SECRET)).unwrap();
+    let Some(s3) = S3Server::start(&["evidence"]) else {
+        return;
+    };
+    let store = S3Blobs::new(&s3_config(&s3.endpoint, s3::SECRET)).unwrap();
     let bytes = scene("scene_004.jpg");
     let sha = sha256_hex(&bytes);
     assert!(!store.exists(&sha).await.unwrap());
@@ -665,7 +601,9 @@ async fn the_s3_backend_stores_checks_and_presigns_against_a_real_s3_server() {
 
 #[tokio::test]
 async fn with_the_s3_backend_uploads_land_in_the_bucket_and_are_served_presigned() {
-    let Some(s3) = start_s3().await else { return };
+    let Some(s3) = S3Server::start(&["evidence"]) else {
+        return;
+    };
     let (ocr, url) = OcrServer::start().await;
     let w = World::with_env(&[
         ("METCON_OCR__PROVIDER", "http"),
@@ -679,8 +617,8 @@ async fn with_the_s3_backend_uploads_land_in_the_bucket_and_are_served_presigned
         ("METCON_PHOTOS__S3__ENDPOINT", &s3.endpoint),
         ("METCON_PHOTOS__S3__PREFIX", "plant-1/"),
         ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", S3_KEY),
-        ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
+        ("AWS_ACCESS_KEY_ID", s3::KEY),
+        ("AWS_SECRET_ACCESS_KEY", s3::SECRET),
     ])
     .await;
     let id = at_weigh(&w).await;
@@ -696,12 +634,7 @@ async fn with_the_s3_backend_uploads_land_in_the_bucket_and_are_served_presigned
     assert_eq!(s, StatusCode::OK, "{v}");
     let sha = v["photo"]["photo"]["sha256"].as_str().unwrap();
     // In the bucket under the prefix, nothing in the local folder.
-    let object = s3
-        ._root
-        .path()
-        .join("evidence/plant-1")
-        .join(&sha[..2])
-        .join(sha);
+    let object = s3.root().join("evidence/plant-1").join(&sha[..2]).join(sha);
     assert_eq!(std::fs::read(&object).unwrap(), photo);
     assert!(!w.app.dir.path().join("photos").exists());
     let url = v["photo"]["url"].as_str().unwrap();

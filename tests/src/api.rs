@@ -7,6 +7,22 @@ use serde_json::{json, Value};
 
 pub const PASSWORD: &str = "correct-horse-battery-staple";
 
+/// A fresh `metcon-cloud` (embedded store in a temporary folder, `env` added to its
+/// environment), set up with the users of [`Api::bootstrap`]: what most end-to-end tests
+/// start from. Keep the folder alive as long as the server.
+pub async fn bootstrapped(env: &[(&str, &str)]) -> (tempfile::TempDir, crate::Server, Api, Tokens) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let bin = crate::sibling_binary("metcon-cloud").expect("metcon-cloud is built");
+    let server = crate::Server::start(&bin, dir.path(), env).expect("metcon-cloud starts");
+    let api = Api::new(&server.base);
+    let setup = server
+        .setup_token
+        .as_deref()
+        .expect("a fresh server prints a setup token");
+    let t = api.bootstrap(setup).await;
+    (dir, server, api, t)
+}
+
 /// A JSON client for one server.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -117,6 +133,32 @@ impl Api {
         }
     }
 
+    /// Creates `flow_id` with `content` as draft 1 and publishes it.
+    pub async fn publish_flow(&self, admin: &str, flow_id: &str, content: Value) {
+        self.must(
+            Method::POST,
+            "/api/flows",
+            admin,
+            Some(json!({ "flow_id": flow_id, "content": content })),
+            201,
+        )
+        .await;
+        self.must(
+            Method::POST,
+            &format!("/api/flows/{flow_id}/versions/1/publish"),
+            admin,
+            Some(json!({})),
+            200,
+        )
+        .await;
+    }
+
+    /// The batch as `GET /api/batches/{id}` answers it.
+    pub async fn batch(&self, token: &str, id: &str) -> Value {
+        self.must(Method::GET, &format!("/api/batches/{id}"), token, None, 200)
+            .await
+    }
+
     /// Publishes a one-station flow whose only step weighs `expected` g ± `tolerance` g.
     pub async fn publish_weigh_flow(
         &self,
@@ -134,22 +176,7 @@ impl Api {
                 { "step_id": "sign", "name": "Receipt", "type": "signature", "meaning": "Received by" }
             ]}]
         });
-        self.must(
-            Method::POST,
-            "/api/flows",
-            admin,
-            Some(json!({ "flow_id": flow_id, "content": content })),
-            201,
-        )
-        .await;
-        self.must(
-            Method::POST,
-            &format!("/api/flows/{flow_id}/versions/1/publish"),
-            admin,
-            Some(json!({})),
-            200,
-        )
-        .await;
+        self.publish_flow(admin, flow_id, content).await;
     }
 
     /// Registers a device at receiving for a scale on `port`, with a valid calibration, and

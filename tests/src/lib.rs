@@ -1,6 +1,6 @@
 //! End-to-end helpers: start the real binaries (`metcon-cloud`, `metcon-edge`,
 //! `metcon-scale-sim`) and the real servers they use (Mosquitto, a MongoDB for tests and
-//! benchmarks: [`mongo`]), each on free ports with temporary folders, and talk to them as
+//! benchmarks: [`mongo`], an S3 server: [`s3`]), each on free ports with temporary folders, and talk to them as
 //! users and devices do.
 
 pub mod api;
@@ -9,6 +9,7 @@ pub mod edge;
 pub mod fleet;
 pub mod mosquitto;
 pub mod poll;
+pub mod s3;
 pub mod scale_sim;
 pub mod scenes;
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use fantoccini::key::Key;
 use fantoccini::Locator;
-use metcon_e2e::api::{Api, Tokens, PASSWORD};
+use metcon_e2e::api::{bootstrapped, Api, PASSWORD};
 use metcon_e2e::browser::Browser;
 use metcon_e2e::edge::Edge;
 use metcon_e2e::scale_sim::Sim;
@@ -32,14 +32,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn server() -> (tempfile::TempDir, Server, Api, Tokens) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&sibling_binary("metcon-cloud").unwrap(), dir.path(), &[]).unwrap();
-    let api = Api::new(&server.base);
-    let t = api.bootstrap(server.setup_token.as_deref().unwrap()).await;
-    (dir, server, api, t)
-}
 
 /// A flow with four of the five step types at receiving (photo steps: see
 /// `an_operator_completes_a_mass_check_and_a_photo_step_from_photos`).
@@ -57,27 +49,7 @@ async fn publish_receiving_flow(api: &Api, admin: &str) {
             { "step_id": "sign", "name": "Receipt", "type": "signature", "meaning": "Received by" }
         ]}]
     });
-    api.must(
-        Method::POST,
-        "/api/flows",
-        admin,
-        Some(json!({ "flow_id": "receiving", "content": content })),
-        201,
-    )
-    .await;
-    api.must(
-        Method::POST,
-        "/api/flows/receiving/versions/1/publish",
-        admin,
-        Some(json!({})),
-        200,
-    )
-    .await;
-}
-
-async fn batch(api: &Api, token: &str, id: &str) -> Value {
-    api.must(Method::GET, &format!("/api/batches/{id}"), token, None, 200)
-        .await
+    api.publish_flow(admin, "receiving", content).await;
 }
 
 /// The batch id in the current URL (`/batches/{id}`).
@@ -125,7 +97,7 @@ async fn start_and_prepare(b: &Browser) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_a_batch_and_a_supervisor_approves_the_flag() {
-    let (_dir, server, api, t) = server().await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     publish_receiving_flow(&api, &t.admin).await;
     let mut sim = Sim::start("mt-sics", &["--capacity", "5000"]);
     let code = api
@@ -159,7 +131,7 @@ async fn an_operator_runs_a_batch_and_a_supervisor_approves_the_flag() {
         .unwrap_or_else(|e| panic!("{e}\nagent:\n{}", edge.logs()));
     assert!(page.contains("Received by"), "{page}");
     op.screenshots("verdict-ok").await.unwrap();
-    let v = batch(&api, &t.operator, &b1).await;
+    let v = api.batch(&t.operator, &b1).await;
     assert_eq!(v["current_step"]["step"]["step_id"], "sign", "{v}");
 
     // The signature re-authenticates: a wrong password is refused with a message.
@@ -173,7 +145,7 @@ async fn an_operator_runs_a_batch_and_a_supervisor_approves_the_flag() {
     op.wait_text("All steps are done", WAIT).await.unwrap();
     op.click("#finish").await.unwrap();
     op.wait_text("completed the batch", WAIT).await.unwrap();
-    let v = batch(&api, &t.operator, &b1).await;
+    let v = api.batch(&t.operator, &b1).await;
     assert_eq!(v["batch"]["status"], "completed", "{v}");
     let signed = v["events"]
         .as_array()
@@ -204,7 +176,7 @@ async fn an_operator_runs_a_batch_and_a_supervisor_approves_the_flag() {
     assert!(page.contains("+12.00 g"), "{page}");
     assert!(page.contains("a supervisor must approve"), "{page}");
     op.screenshots("verdict-flagged").await.unwrap();
-    let v = batch(&api, &t.operator, &b2).await;
+    let v = api.batch(&t.operator, &b2).await;
     assert_eq!(v["batch"]["status"], "flagged", "{v}");
     let number = v["batch"]["batch_number"].as_str().unwrap().to_string();
 
@@ -238,7 +210,7 @@ async fn an_operator_runs_a_batch_and_a_supervisor_approves_the_flag() {
     sup.fill("input[name=password]", PASSWORD).await.unwrap();
     sup.click("button.approve").await.unwrap();
     sup.wait_text("Approved and signed.", WAIT).await.unwrap();
-    let v = batch(&api, &t.operator, &b2).await;
+    let v = api.batch(&t.operator, &b2).await;
     assert_eq!(v["batch"]["status"], "in_progress", "{v}");
     let flag = &v["batch"]["flags"][0];
     assert_eq!(flag["resolution"]["approved"], true, "{v}");
@@ -253,7 +225,7 @@ async fn an_operator_runs_a_batch_and_a_supervisor_approves_the_flag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_refuse_the_wrong_role_a_forged_form_and_no_session() {
-    let (_dir, server, api, t) = server().await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     publish_receiving_flow(&api, &t.admin).await;
     let b = Browser::start(&server.base).await.unwrap();
 
@@ -367,7 +339,7 @@ async fn pages_refuse_the_wrong_role_a_forged_form_and_no_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_edits_and_publishes_a_flow_registers_a_device_and_creates_a_user() {
-    let (_dir, server, api, t) = server().await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     let b = Browser::start(&server.base).await.unwrap();
     b.login("admin", PASSWORD).await.unwrap();
     b.open("/admin/flows").await.unwrap();
@@ -424,7 +396,7 @@ async fn an_admin_edits_and_publishes_a_flow_registers_a_device_and_creates_a_us
     assert_eq!(v["status"], "active", "{v}");
     // The operator's next batch can use it.
     let id = api.started_batch(&t.operator, "silver").await;
-    let v = batch(&api, &t.operator, &id).await;
+    let v = api.batch(&t.operator, &id).await;
     assert_eq!(v["batch"]["flow_version"], 1);
 
     // Devices: registering shows the one-time code once.
@@ -468,7 +440,7 @@ async fn an_admin_edits_and_publishes_a_flow_registers_a_device_and_creates_a_us
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_reads_a_report_with_filters_chart_and_csv() {
-    let (_dir, server, api, t) = server().await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     api.publish_weigh_flow(&t.admin, "weigh", "1000", "0.5")
         .await;
     for actual in ["1000.1", "1003"] {
@@ -561,7 +533,7 @@ async fn choose_and_send(b: &Browser, input: &str, file: &std::path::Path, butto
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_completes_a_mass_check_and_a_photo_step_from_photos() {
     let (file, shown, _) = metcon_e2e::scenes::readable_scene(false);
-    let (_dir, server, api, t) = server().await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     let content = json!({
         "name": "Receiving by photo", "pipeline": "gold",
         "stations": [{ "station_id": "receiving", "name": "Receiving", "steps": [
@@ -572,22 +544,7 @@ async fn an_operator_completes_a_mass_check_and_a_photo_step_from_photos() {
               "prompt": "Photograph the lot with its label." }
         ]}]
     });
-    api.must(
-        Method::POST,
-        "/api/flows",
-        &t.admin,
-        Some(json!({ "flow_id": "by-photo", "content": content })),
-        201,
-    )
-    .await;
-    api.must(
-        Method::POST,
-        "/api/flows/by-photo/versions/1/publish",
-        &t.admin,
-        Some(json!({})),
-        200,
-    )
-    .await;
+    api.publish_flow(&t.admin, "by-photo", content).await;
     let op = Browser::start(&server.base).await.unwrap();
     op.login("operator", PASSWORD).await.unwrap();
     let id = start_from_board(&op, "by-photo", "Photograph the display").await;
@@ -598,7 +555,7 @@ async fn an_operator_completes_a_mass_check_and_a_photo_step_from_photos() {
     op.click("summary").await.unwrap();
     choose_and_send(&op, "#display-photo", &not_photo, "#upload-display-photo").await;
     op.wait_text("not a JPEG or PNG", WAIT).await.unwrap();
-    assert_eq!(batch(&api, &t.operator, &id).await["batch"]["cursor"], 0);
+    assert_eq!(api.batch(&t.operator, &id).await["batch"]["cursor"], 0);
 
     // The display photo: read, recorded, green.
     op.click("summary").await.unwrap();
@@ -607,7 +564,7 @@ async fn an_operator_completes_a_mass_check_and_a_photo_step_from_photos() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     op.screenshots("mass-check-from-photo").await.unwrap();
-    let v = batch(&api, &t.operator, &id).await;
+    let v = api.batch(&t.operator, &id).await;
     let checked = v["events"]
         .as_array()
         .unwrap()
@@ -652,7 +609,7 @@ async fn flow_until(api: &Api, token: &str, path: &str, ok: impl Fn(&Value) -> b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_builds_a_flow_previews_publishes_and_compares_versions() {
-    let (_dir, server, api, t) = server().await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     let b = Browser::start(&server.base).await.unwrap();
     b.login("admin", PASSWORD).await.unwrap();
     b.open("/admin/flows").await.unwrap();
@@ -741,7 +698,7 @@ async fn an_admin_builds_a_flow_previews_publishes_and_compares_versions() {
     b.wait_text("is published", WAIT).await.unwrap();
     let id = api.started_batch(&t.operator, "platinum").await;
     assert_eq!(
-        batch(&api, &t.operator, &id).await["batch"]["flow_version"],
+        api.batch(&t.operator, &id).await["batch"]["flow_version"],
         1
     );
 
@@ -769,7 +726,7 @@ async fn an_admin_builds_a_flow_previews_publishes_and_compares_versions() {
     b.screenshots("flow-diff").await.unwrap();
     let id = api.started_batch(&t.operator, "platinum").await;
     assert_eq!(
-        batch(&api, &t.operator, &id).await["batch"]["flow_version"],
+        api.batch(&t.operator, &id).await["batch"]["flow_version"],
         2
     );
 

@@ -16,23 +16,14 @@ use std::time::Duration;
 
 use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::Locator;
-use metcon_e2e::api::{Api, Tokens, PASSWORD};
+use metcon_e2e::api::{bootstrapped, Api, PASSWORD};
 use metcon_e2e::browser::Browser;
 use metcon_e2e::edge::Edge;
 use metcon_e2e::scale_sim::Sim;
-use metcon_e2e::{sibling_binary, Server};
 use reqwest::Method;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn server() -> (tempfile::TempDir, Server, Api, Tokens) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&sibling_binary("metcon-cloud").unwrap(), dir.path(), &[]).unwrap();
-    let api = Api::new(&server.base);
-    let t = api.bootstrap(server.setup_token.as_deref().unwrap()).await;
-    (dir, server, api, t)
-}
 
 /// Sets an input's value by script (date inputs do not take typed text the same way in
 /// every locale); `as_text` first turns it into a plain text input, as in a browser without
@@ -94,7 +85,7 @@ async fn scroll_to(b: &Browser, id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     let (frame, _shown, _region) = metcon_e2e::scenes::readable_scene(true);
-    let (_dir, server, api, t) = server().await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     api.publish_weigh_flow(&t.admin, "weigh", "1000", "0.5")
         .await;
     let mut sim = Sim::start("mt-sics", &["--capacity", "5000"]);
@@ -439,7 +430,7 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_are_refused_and_supervisors_record_calibrations_from_their_scales_page() {
-    let (_dir, server, api, t) = server().await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     api.register_device(&t.admin, "scale-01", "mt-sics", "/dev/ttyUSB0")
         .await;
 

@@ -23,22 +23,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use fantoccini::Locator;
-use metcon_e2e::api::{Api, Tokens, PASSWORD};
+use metcon_e2e::api::{bootstrapped, Api, PASSWORD};
 use metcon_e2e::browser::Browser;
-use metcon_e2e::{sibling_binary, Server};
+use metcon_e2e::s3::{self, S3Server};
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn server(env: &[(&str, &str)]) -> (tempfile::TempDir, Server, Api, Tokens) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&sibling_binary("metcon-cloud").unwrap(), dir.path(), env).unwrap();
-    let api = Api::new(&server.base);
-    let t = api.bootstrap(server.setup_token.as_deref().unwrap()).await;
-    (dir, server, api, t)
-}
 
 /// A flow at receiving: a mass check of `expected` g ± 0.5 g (by photo, no scale), then a
 /// photo step.
@@ -53,27 +45,7 @@ async fn publish_photo_flow(api: &Api, admin: &str, expected: &str) {
               "prompt": "Photograph the lot with its label." }
         ]}]
     });
-    api.must(
-        Method::POST,
-        "/api/flows",
-        admin,
-        Some(json!({ "flow_id": "by-photo", "content": content })),
-        201,
-    )
-    .await;
-    api.must(
-        Method::POST,
-        "/api/flows/by-photo/versions/1/publish",
-        admin,
-        Some(json!({})),
-        200,
-    )
-    .await;
-}
-
-async fn batch(api: &Api, token: &str, id: &str) -> Value {
-    api.must(Method::GET, &format!("/api/batches/{id}"), token, None, 200)
-        .await
+    api.publish_flow(admin, "by-photo", content).await;
 }
 
 /// Starts a batch of the photo flow from the board; its id.
@@ -182,7 +154,7 @@ async fn get_image(base: &str, path: &str, access: Option<&str>) -> reqwest::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_step_runner_shows_the_display_photo_with_what_ocr_read() {
     let (file, shown, _) = metcon_e2e::scenes::readable_scene(false);
-    let (_dir, server, api, t) = server(&[]).await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     publish_photo_flow(&api, &t.admin, &shown).await;
     let op = Browser::start(&server.base).await.unwrap();
     op.login("operator", PASSWORD).await.unwrap();
@@ -219,7 +191,7 @@ async fn the_step_runner_shows_the_display_photo_with_what_ocr_read() {
         .unwrap()
         .starts_with("received "));
     let url = src(&op, &format!("{group} img.photo")).await;
-    let v = batch(&api, &t.operator, &id).await;
+    let v = api.batch(&t.operator, &id).await;
     let photos = api
         .must(
             Method::GET,
@@ -306,7 +278,7 @@ async fn the_step_runner_shows_the_display_photo_with_what_ocr_read() {
 async fn an_unreadable_photo_typed_in_shows_in_the_approval_queue_with_its_photo() {
     let (file, shown, _) = metcon_e2e::scenes::readable_scene(false);
     // The OCR endpoint is down: every display photo counts as unreadable.
-    let (_dir, server, api, t) = server(&[
+    let (_dir, server, api, t) = bootstrapped(&[
         ("METCON_OCR__PROVIDER", "http"),
         ("METCON_OCR__URL", "http://127.0.0.1:9/read"),
         ("METCON_OCR__TIMEOUT_MS", "1000"),
@@ -329,7 +301,7 @@ async fn an_unreadable_photo_typed_in_shows_in_the_approval_queue_with_its_photo
     op.wait_text("Entered by hand: the photo was unreadable", WAIT)
         .await
         .unwrap();
-    let v = batch(&api, &t.operator, &id).await;
+    let v = api.batch(&t.operator, &id).await;
     assert_eq!(v["batch"]["status"], "flagged", "{v}");
     assert_eq!(v["batch"]["flags"][0]["kind"], "manual_entry", "{v}");
     let number = v["batch"]["batch_number"].as_str().unwrap().to_string();
@@ -414,7 +386,7 @@ async fn an_unreadable_photo_typed_in_shows_in_the_approval_queue_with_its_photo
     sup.fill("input[name=password]", PASSWORD).await.unwrap();
     sup.click("button.approve").await.unwrap();
     sup.wait_text("Approved and signed.", WAIT).await.unwrap();
-    let v = batch(&api, &t.operator, &id).await;
+    let v = api.batch(&t.operator, &id).await;
     assert_eq!(
         v["batch"]["flags"][0]["resolution"]["approved"], true,
         "{v}"
@@ -427,7 +399,7 @@ async fn an_unreadable_photo_typed_in_shows_in_the_approval_queue_with_its_photo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_route_serves_only_who_may_see_the_batch() {
     let (file, shown, _) = metcon_e2e::scenes::readable_scene(false);
-    let (_dir, server, api, t) = server(&[]).await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     publish_photo_flow(&api, &t.admin, &shown).await;
     let id = api.started_batch(&t.operator, "by-photo").await;
     let res = reqwest::Client::new()
@@ -499,75 +471,20 @@ async fn the_image_route_serves_only_who_may_see_the_batch() {
     }
 }
 
-/// An `s3s-fs` (a real S3 server) on a free port, when `METCON_TEST_S3S_FS` names it.
-struct S3Server {
-    child: std::process::Child,
-    endpoint: String,
-    _root: tempfile::TempDir,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const S3_KEY: &str = "AKMETCONTEST";
-const S3_SECRET: &str = "SKMETCONTEST-0123456789";
-
-async fn start_s3() -> Option<S3Server> {
-    let bin = match std::env::var("METCON_TEST_S3S_FS") {
-        Ok(p) if !p.is_empty() => p,
-        _ => {
-            assert!(
-                std::env::var_os("METCON_TEST_REQUIRE_S3").is_none(),
-                "METCON_TEST_REQUIRE_S3 is set but METCON_TEST_S3S_FS does not name s3s-fs"
-            );
-            eprintln!("s3s-fs not configured (METCON_TEST_S3S_FS); S3 test skipped");
-            return None;
-        }
-    };
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("evidence")).unwrap();
-    let port = metcon_e2e::poll::free_port();
-    let child = std::process::Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET])
-        .arg(root.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let s3 = S3Server {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-        _root: root,
-    };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !metcon_e2e::poll::port_open(port) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "s3s-fs did not listen on {}",
-            s3.endpoint
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Some(s3)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_s3_the_evidence_images_load_under_the_csp() {
-    let Some(s3) = start_s3().await else { return };
+    let Some(s3) = S3Server::start(&["evidence"]) else {
+        return;
+    };
     let (file, shown, _) = metcon_e2e::scenes::readable_scene(false);
-    let (_dir, server, api, t) = server(&[
+    let (_dir, server, api, t) = bootstrapped(&[
         ("METCON_PHOTOS__BACKEND", "s3"),
         ("METCON_PHOTOS__S3__BUCKET", "evidence"),
         ("METCON_PHOTOS__S3__ENDPOINT", &s3.endpoint),
         ("METCON_PHOTOS__S3__PREFIX", "plant-1/"),
         ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", S3_KEY),
-        ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
+        ("AWS_ACCESS_KEY_ID", s3::KEY),
+        ("AWS_SECRET_ACCESS_KEY", s3::SECRET),
     ])
     .await;
     // Expected 10 g above what the display shows: the reading from the photo is flagged.

@@ -20,22 +20,13 @@
 use std::time::Duration;
 
 use fantoccini::Locator;
-use metcon_e2e::api::{Api, Tokens, PASSWORD};
+use metcon_e2e::api::{bootstrapped, Api, PASSWORD};
 use metcon_e2e::browser::Browser;
-use metcon_e2e::{sibling_binary, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 const NEW_PASSWORD: &str = "a-brand-new-long-password";
-
-async fn server() -> (tempfile::TempDir, Server, Api, Tokens) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&sibling_binary("metcon-cloud").unwrap(), dir.path(), &[]).unwrap();
-    let api = Api::new(&server.base);
-    let t = api.bootstrap(server.setup_token.as_deref().unwrap()).await;
-    (dir, server, api, t)
-}
 
 async fn user_id(api: &Api, admin: &str, username: &str) -> String {
     let list = api.must(Method::GET, "/api/users", admin, None, 200).await;
@@ -111,7 +102,7 @@ fn tamper(db: &std::path::Path, sql: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_manages_users_and_reads_the_audit_log() {
-    let (dir, server, api, t) = server().await;
+    let (dir, server, api, t) = bootstrapped(&[]).await;
     api.must(
         Method::POST,
         "/api/users",
@@ -414,7 +405,7 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_cannot_open_or_post_to_user_admin_or_the_audit_log() {
-    let (_dir, server, api, t) = server().await;
+    let (_dir, server, api, t) = bootstrapped(&[]).await;
     let id = user_id(&api, &t.admin, "supervisor").await;
     let b = Browser::start(&server.base).await.unwrap();
     b.login("operator", PASSWORD).await.unwrap();
