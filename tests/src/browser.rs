@@ -131,6 +131,55 @@ impl Browser {
             .await?)
     }
 
+    /// Chooses the option with `value` in the `<select>` at `css`.
+    pub async fn select(&self, css: &str, value: &str) -> Result<()> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| css.to_string())?
+            .select_by_value(value)
+            .await?;
+        Ok(())
+    }
+
+    /// The current `value` of the form field at `css` (what is typed, not the attribute).
+    pub async fn value(&self, css: &str) -> Result<Option<String>> {
+        Ok(self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| css.to_string())?
+            .prop("value")
+            .await?)
+    }
+
+    /// Scrolls the element at `css` to the top of the window (if it is there).
+    pub async fn scroll_to(&self, css: &str) -> Result<()> {
+        self.client
+            .execute(
+                "var e = document.querySelector(arguments[0]); if (e) { e.scrollIntoView({block: 'start'}); }",
+                vec![json!(css)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Starts a batch of `flow_id` from the station board and waits for its first step
+    /// (`first`, a text of that step); the batch id from the page's URL.
+    pub async fn start_batch(&self, flow_id: &str, first: &str) -> Result<String> {
+        self.open("/").await?;
+        self.wait_text("Station board", Duration::from_secs(30))
+            .await?;
+        self.select("#flow_id", flow_id).await?;
+        self.click("#start-batch").await?;
+        self.wait_text(first, Duration::from_secs(30)).await?;
+        let p = self.path().await?;
+        match p.strip_prefix("/batches/") {
+            Some(id) => Ok(id.to_string()),
+            None => bail!("not on a batch page: {p}"),
+        }
+    }
+
     /// The whole page's visible text.
     pub async fn body(&self) -> Result<String> {
         self.text("body").await
@@ -202,12 +251,7 @@ impl Browser {
         for (label, (w, h)) in [("phone", PHONE), ("kiosk", KIOSK)] {
             self.client.set_window_size(w, h).await?;
             if let Some(css) = scroll_to {
-                self.client
-                    .execute(
-                        "var e = document.querySelector(arguments[0]); if (e) { e.scrollIntoView({block: 'start'}); }",
-                        vec![json!(css)],
-                    )
-                    .await?;
+                self.scroll_to(css).await?;
             }
             let png = self.client.screenshot().await?;
             std::fs::write(dir.join(format!("{name}-{label}.png")), png)?;

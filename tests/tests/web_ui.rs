@@ -52,33 +52,12 @@ async fn publish_receiving_flow(api: &Api, admin: &str) {
     api.publish_flow(admin, "receiving", content).await;
 }
 
-/// The batch id in the current URL (`/batches/{id}`).
-async fn batch_id(b: &Browser) -> String {
-    let p = b.path().await.unwrap();
-    p.strip_prefix("/batches/")
-        .unwrap_or_else(|| panic!("not on a batch page: {p}"))
-        .to_string()
-}
-
-/// Starts a batch of `flow_id` from the board; waits for `first` on its page.
-async fn start_from_board(b: &Browser, flow_id: &str, first: &str) -> String {
-    b.open("/").await.unwrap();
-    b.wait_text("Station board", WAIT).await.unwrap();
-    b.client
-        .find(Locator::Css("#flow_id"))
-        .await
-        .unwrap()
-        .select_by_value(flow_id)
-        .await
-        .unwrap();
-    b.click("#start-batch").await.unwrap();
-    b.wait_text(first, WAIT).await.unwrap();
-    batch_id(b).await
-}
-
 /// Starts a batch of the receiving flow from the board and does its first two steps.
 async fn start_and_prepare(b: &Browser) -> String {
-    let id = start_from_board(b, "receiving", "Read the delivery note").await;
+    let id = b
+        .start_batch("receiving", "Read the delivery note")
+        .await
+        .unwrap();
     b.click("input[name=acknowledged]").await.unwrap();
     b.click("#complete-step").await.unwrap();
     b.wait_text("Seal intact", WAIT).await.unwrap();
@@ -547,7 +526,10 @@ async fn an_operator_completes_a_mass_check_and_a_photo_step_from_photos() {
     api.publish_flow(&t.admin, "by-photo", content).await;
     let op = Browser::start(&server.base).await.unwrap();
     op.login("operator", PASSWORD).await.unwrap();
-    let id = start_from_board(&op, "by-photo", "Photograph the display").await;
+    let id = op
+        .start_batch("by-photo", "Photograph the display")
+        .await
+        .unwrap();
 
     // Not a photo: a readable refusal, nothing recorded.
     let not_photo = _dir.path().join("delivery-note.png");
@@ -630,13 +612,7 @@ async fn an_admin_builds_a_flow_previews_publishes_and_compares_versions() {
     b.fill("#f-s0-t0-text", "Gloves on; sponge stays in its tray.")
         .await
         .unwrap();
-    b.client
-        .find(Locator::Css("#f-s0-new_type"))
-        .await
-        .unwrap()
-        .select_by_value("mass_check")
-        .await
-        .unwrap();
+    b.select("#f-s0-new_type", "mass_check").await.unwrap();
     b.click("#add-step-0").await.unwrap();
     b.client
         .wait()
@@ -657,14 +633,7 @@ async fn an_admin_builds_a_flow_previews_publishes_and_compares_versions() {
         .await
         .unwrap()
         .contains("2500,0x"));
-    let typed = b
-        .client
-        .find(Locator::Css("#f-s0-t1-expected_mass"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap();
+    let typed = b.value("#f-s0-t1-expected_mass").await.unwrap();
     assert_eq!(typed.as_deref(), Some("2500,0x"));
     b.screenshots_of("flow-builder", "#f-s0-t1").await.unwrap();
     // Fixed (a decimal comma is fine) and moved first: the button saves too.

@@ -72,16 +72,6 @@ async fn device(api: &Api, token: &str) -> Value {
         .await
 }
 
-async fn scroll_to(b: &Browser, id: &str) {
-    b.client
-        .execute(
-            "document.getElementById(arguments[0]).scrollIntoView({block: 'start'});",
-            vec![json!(id)],
-        )
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     let (frame, _shown, _region) = metcon_e2e::scenes::readable_scene(true);
@@ -177,7 +167,7 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
         .await
         .unwrap()
         .contains("may not decide mass checks"));
-    scroll_to(&admin, "calibration").await;
+    admin.scroll_to("#calibration").await.unwrap();
     set_value(&admin, "cal-performed", "2026-03-01T09:30", false).await;
     set_value(&admin, "cal-due", "2027-02-30", true).await;
     admin.fill("#cal-reference", "DKD-K-12345").await.unwrap();
@@ -203,15 +193,7 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     assert_eq!(cals.as_array().unwrap().len(), 0, "{cals}");
     // What was typed is still there; the right date now.
     assert_eq!(
-        admin
-            .client
-            .find(Locator::Css("#cal-reference"))
-            .await
-            .unwrap()
-            .prop("value")
-            .await
-            .unwrap()
-            .as_deref(),
+        admin.value("#cal-reference").await.unwrap().as_deref(),
         Some("DKD-K-12345")
     );
     set_value(&admin, "cal-due", "2099-03-01", false).await;
@@ -302,7 +284,7 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     admin.screenshots("device-page").await.unwrap();
 
     // Drag a rectangle on the frame with the mouse.
-    scroll_to(&admin, "region").await;
+    admin.scroll_to("#region").await.unwrap();
     let r = admin
         .client
         .execute(
@@ -354,15 +336,7 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     ];
     let mut typed = Vec::new();
     for id in ["#region-x", "#region-y", "#region-w", "#region-h"] {
-        let v = admin
-            .client
-            .find(Locator::Css(id))
-            .await
-            .unwrap()
-            .prop("value")
-            .await
-            .unwrap()
-            .unwrap_or_default();
+        let v = admin.value(id).await.unwrap().unwrap_or_default();
         typed.push(v.parse::<f64>().unwrap_or_else(|_| panic!("{id} = {v:?}")));
     }
     // One CSS pixel of the pointer is up to frame/size frame pixels, plus rounding.
@@ -489,20 +463,8 @@ async fn operators_are_refused_and_supervisors_record_calibrations_from_their_sc
         .await
         .unwrap()
         .contains("The scale may decide mass checks."));
-    sup.client
-        .find(Locator::Css("#cal-kind"))
-        .await
-        .unwrap()
-        .select_by_value("routine_test")
-        .await
-        .unwrap();
-    sup.client
-        .find(Locator::Css("#cal-outcome"))
-        .await
-        .unwrap()
-        .select_by_value("fail")
-        .await
-        .unwrap();
+    sup.select("#cal-kind", "routine_test").await.unwrap();
+    sup.select("#cal-outcome", "fail").await.unwrap();
     set_value(&sup, "cal-performed", "2026-03-02T08:00", false).await;
     set_value(&sup, "cal-due", "2026-04-02", false).await;
     sup.fill("#cal-reference", "E2 set, 1 kg").await.unwrap();

@@ -48,25 +48,6 @@ async fn publish_photo_flow(api: &Api, admin: &str, expected: &str) {
     api.publish_flow(admin, "by-photo", content).await;
 }
 
-/// Starts a batch of the photo flow from the board; its id.
-async fn start_from_board(b: &Browser) -> String {
-    b.open("/").await.unwrap();
-    b.wait_text("Station board", WAIT).await.unwrap();
-    b.client
-        .find(Locator::Css("#flow_id"))
-        .await
-        .unwrap()
-        .select_by_value("by-photo")
-        .await
-        .unwrap();
-    b.click("#start-batch").await.unwrap();
-    b.wait_text("Photograph the display", WAIT).await.unwrap();
-    let p = b.path().await.unwrap();
-    p.strip_prefix("/batches/")
-        .unwrap_or_else(|| panic!("not on a batch page: {p}"))
-        .to_string()
-}
-
 /// Opens the display-photo form, picks `file` and sends it.
 async fn send_display_photo(b: &Browser, file: &Path, note: Option<&str>) {
     b.click("summary").await.unwrap();
@@ -120,16 +101,6 @@ async fn src(b: &Browser, css: &str) -> String {
 }
 
 /// Scrolls `css` to the top of the window (for a screenshot of it).
-async fn scroll_to(b: &Browser, css: &str) {
-    b.client
-        .execute(
-            "document.querySelector(arguments[0]).scrollIntoView({ block: 'start' });",
-            vec![json!(css)],
-        )
-        .await
-        .unwrap();
-}
-
 /// The value OCR reads from a display showing `shown` ("0148.30" → "148.30 g").
 fn grams(shown: &str) -> String {
     format!("{} g", Decimal::from_str(shown).unwrap())
@@ -158,7 +129,10 @@ async fn the_step_runner_shows_the_display_photo_with_what_ocr_read() {
     publish_photo_flow(&api, &t.admin, &shown).await;
     let op = Browser::start(&server.base).await.unwrap();
     op.login("operator", PASSWORD).await.unwrap();
-    let id = start_from_board(&op).await;
+    let id = op
+        .start_batch("by-photo", "Photograph the display")
+        .await
+        .unwrap();
 
     send_display_photo(&op, &file, None).await;
     let page = op.wait_text("within tolerance", WAIT).await.unwrap();
@@ -208,7 +182,7 @@ async fn the_step_runner_shows_the_display_photo_with_what_ocr_read() {
         format!("{}/batches/{id}/photos/{photo_id}", server.base),
         "{v}"
     );
-    scroll_to(&op, "#verdict").await;
+    op.scroll_to("#verdict").await.unwrap();
     op.screenshots("evidence-step-runner").await.unwrap();
 
     // The photo step: its photo is evidence too; history rows link to both.
@@ -237,7 +211,7 @@ async fn the_step_runner_shows_the_display_photo_with_what_ocr_read() {
         .await
         .unwrap_or_else(|e| panic!("{target}: {e}"));
     assert_eq!(heading, "Photo at lot-photo");
-    scroll_to(&op, "#evidence-h").await;
+    op.scroll_to("#evidence-h").await.unwrap();
     op.screenshots("evidence-history").await.unwrap();
 
     // The route's answer: the bytes as stored, typed from the record, privately cached.
@@ -287,7 +261,10 @@ async fn an_unreadable_photo_typed_in_shows_in_the_approval_queue_with_its_photo
     publish_photo_flow(&api, &t.admin, &shown).await;
     let op = Browser::start(&server.base).await.unwrap();
     op.login("operator", PASSWORD).await.unwrap();
-    let id = start_from_board(&op).await;
+    let id = op
+        .start_batch("by-photo", "Photograph the display")
+        .await
+        .unwrap();
     send_display_photo(&op, &file, None).await;
     op.wait_text("could not be read", WAIT).await.unwrap();
     // The photo the operator types from is on the step runner.
@@ -374,7 +351,7 @@ async fn an_unreadable_photo_typed_in_shows_in_the_approval_queue_with_its_photo
         "{fragment}"
     );
     assert!(fragment.contains(r#"loading="lazy""#), "{fragment}");
-    scroll_to(&sup, "#queue").await;
+    sup.scroll_to("#queue").await.unwrap();
     sup.screenshots("evidence-approvals").await.unwrap();
 
     sup.fill(
@@ -492,7 +469,10 @@ async fn with_s3_the_evidence_images_load_under_the_csp() {
     publish_photo_flow(&api, &t.admin, &expected).await;
     let op = Browser::start(&server.base).await.unwrap();
     op.login("operator", PASSWORD).await.unwrap();
-    let id = start_from_board(&op).await;
+    let id = op
+        .start_batch("by-photo", "Photograph the display")
+        .await
+        .unwrap();
     send_display_photo(&op, &file, Some("lid still on the crucible")).await;
     op.wait_text("outside tolerance", WAIT).await.unwrap();
     assert_eq!(

@@ -128,14 +128,7 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
 
     // Name, role and stations; the user sees them after logging in.
     admin.fill("#display_name", "Olga Petrova").await.unwrap();
-    admin
-        .client
-        .find(Locator::Css("#role"))
-        .await
-        .unwrap()
-        .select_by_value("supervisor")
-        .await
-        .unwrap();
+    admin.select("#role", "supervisor").await.unwrap();
     admin.fill("#stations", "receiving, assay").await.unwrap();
     admin.click("#save-user").await.unwrap();
     let page = admin.wait_text("Saved:", WAIT).await.unwrap();
@@ -173,14 +166,7 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
         page.contains("That did not work") || page.contains("not a station"),
         "{page}"
     );
-    let typed = admin
-        .client
-        .find(Locator::Css("#stations"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap();
+    let typed = admin.value("#stations").await.unwrap();
     assert_eq!(typed.as_deref(), Some("Receiving Bay"));
 
     // A new password for the operator, whose browser session is open.
@@ -269,14 +255,7 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
         .wait_text("This is your own account", WAIT)
         .await
         .unwrap();
-    admin
-        .client
-        .find(Locator::Css("#role"))
-        .await
-        .unwrap()
-        .select_by_value("operator")
-        .await
-        .unwrap();
+    admin.select("#role", "operator").await.unwrap();
     admin.click("#save-user").await.unwrap();
     admin.wait_text("last active admin", WAIT).await.unwrap();
     admin.open(&format!("/admin/users/{me}")).await.unwrap();
