@@ -389,6 +389,24 @@ impl From<ApiError> for UiError {
 
 pub type UiResult<T = Response> = Result<T, UiError>;
 
+/// What a page says after an action: `ok` (200) when it worked, else the API's reason with
+/// its status.
+pub(crate) fn outcome<T>(
+    r: Result<T, ApiError>,
+    ok: impl FnOnce() -> String,
+) -> (StatusCode, Notice) {
+    match r {
+        Ok(_) => (
+            StatusCode::OK,
+            Notice {
+                ok: true,
+                text: ok(),
+            },
+        ),
+        Err(e) => (e.status, problem(&e)),
+    }
+}
+
 /// A notice for a page from an API error (the page is shown again with it).
 pub(crate) fn problem(e: &ApiError) -> Notice {
     Notice {

@@ -27,7 +27,7 @@ use crate::http::devices::{
 use crate::http::extract::{Body, PathParams, QueryParams};
 use crate::http::AppState;
 use crate::store::devices::{DeviceKeyRecord, StoredReading};
-use crate::ui::{calibration, format, problem, render, Form, UiError, UiResult, Viewer};
+use crate::ui::{calibration, format, outcome, render, Form, UiError, UiResult, Viewer};
 
 /// How many readings the page lists.
 const READINGS_SHOWN: u32 = 10;
@@ -382,16 +382,7 @@ pub async fn command(
         Body(CommandRequest { cmd: cmd.clone() }),
     )
     .await;
-    let (status, notice) = match r {
-        Ok(_) => (
-            StatusCode::OK,
-            Notice {
-                ok: true,
-                text: command_notice(&cmd, &id),
-            },
-        ),
-        Err(e) => (e.status, problem(&e)),
-    };
+    let (status, notice) = outcome(r, || command_notice(&cmd, &id));
     device_page(
         &state,
         &viewer,
@@ -416,16 +407,9 @@ pub async fn rotate_key(
         PathParams(id.clone()),
     )
     .await;
-    let (status, notice) = match r {
-        Ok(_) => (
-            StatusCode::OK,
-            Notice {
-                ok: true,
-                text: format!("Key rotation requested from {id}: the new key arrives signed by the old one and shows here once registered."),
-            },
-        ),
-        Err(e) => (e.status, problem(&e)),
-    };
+    let (status, notice) = outcome(r, || {
+        format!("Key rotation requested from {id}: the new key arrives signed by the old one and shows here once registered.")
+    });
     device_page(
         &state,
         &viewer,

@@ -16,7 +16,7 @@ use crate::http::devices::{self as devices_api, CreateDevice, RevokeRequest};
 use crate::http::error::ApiError;
 use crate::http::extract::{Body, PathParams};
 use crate::http::AppState;
-use crate::ui::{format, problem, render, Form, UiResult, Viewer};
+use crate::ui::{format, outcome, problem, render, Form, UiResult, Viewer};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -238,14 +238,7 @@ pub async fn revoke_device(
         }),
     )
     .await;
-    let notice = match &r {
-        Ok(_) => Notice {
-            ok: true,
-            text: format!("Device {id} is revoked."),
-        },
-        Err(e) => problem(e),
-    };
-    let status = r.err().map(|e| e.status).unwrap_or(StatusCode::OK);
+    let (status, notice) = outcome(r, || format!("Device {id} is revoked."));
     if to_device(&form) {
         let extras = super::device::Extras::default();
         return super::device::device_page(&state, &viewer, &id, status, Some(notice), extras)

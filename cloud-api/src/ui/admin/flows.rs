@@ -349,6 +349,34 @@ fn version_rows(versions: &[FlowView], current: u32) -> Vec<VersionRow> {
         .collect()
 }
 
+/// Every version of `flow_id`, oldest first.
+async fn history(state: &AppState, viewer: &Viewer, flow_id: &str) -> UiResult<Vec<FlowView>> {
+    let axum::Json(versions) = flows_api::versions(
+        State(state.clone()),
+        viewer.caller.clone(),
+        PathParams(flow_id.to_string()),
+    )
+    .await
+    .map_err(|e| viewer.fail(e))?;
+    Ok(versions)
+}
+
+fn version_in<'a>(
+    versions: &'a [FlowView],
+    viewer: &Viewer,
+    flow_id: &str,
+    version: u32,
+) -> UiResult<&'a FlowView> {
+    versions
+        .iter()
+        .find(|v| v.flow.version == version)
+        .ok_or_else(|| {
+            viewer.fail(ApiError::not_found(format!(
+                "flow {flow_id} has no version {version}"
+            )))
+        })
+}
+
 async fn flow_page(
     state: &AppState,
     viewer: &Viewer,
@@ -360,21 +388,8 @@ async fn flow_page(
 ) -> UiResult {
     viewer.require(Permission::ManageFlows)?;
     // One read: the history holds the version shown.
-    let axum::Json(versions) = flows_api::versions(
-        State(state.clone()),
-        viewer.caller.clone(),
-        PathParams(flow_id.to_string()),
-    )
-    .await
-    .map_err(|e| viewer.fail(e))?;
-    let v = versions
-        .iter()
-        .find(|v| v.flow.version == version)
-        .ok_or_else(|| {
-            viewer.fail(ApiError::not_found(format!(
-                "flow {flow_id} has no version {version}"
-            )))
-        })?;
+    let versions = history(state, viewer, flow_id).await?;
+    let v = version_in(&versions, viewer, flow_id, version)?;
     let stored_json = serde_json::to_string_pretty(&v.flow.content)
         .map_err(|e| viewer.fail(ApiError::internal(e)))?;
     // (form key, message) for the summary at the top.
@@ -690,24 +705,9 @@ pub async fn diff(
     QueryParams(q): QueryParams<DiffQuery>,
 ) -> UiResult {
     viewer.require(Permission::ManageFlows)?;
-    let axum::Json(versions) = flows_api::versions(
-        State(state.clone()),
-        viewer.caller.clone(),
-        PathParams(flow_id.clone()),
-    )
-    .await
-    .map_err(|e| viewer.fail(e))?;
-    let find = |n: u32| {
-        versions
-            .iter()
-            .find(|v| v.flow.version == n)
-            .ok_or_else(|| {
-                viewer.fail(ApiError::not_found(format!(
-                    "flow {flow_id} has no version {n}"
-                )))
-            })
-    };
-    let (a, b) = (find(q.from)?, find(q.to)?);
+    let versions = history(&state, &viewer, &flow_id).await?;
+    let a = version_in(&versions, &viewer, &flow_id, q.from)?;
+    let b = version_in(&versions, &viewer, &flow_id, q.to)?;
     let changes = flow_diff::diff(&a.flow.content, &b.flow.content)
         .into_iter()
         .map(|c| ChangeRow {
