@@ -228,6 +228,17 @@ impl Form {
             .collect()
     }
 
+    /// A form with these fields, as a browser would send them (for tests).
+    #[cfg(test)]
+    pub fn of(pairs: &[(&str, &str)]) -> Form {
+        Form(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
     /// `expected_version`, if sent and a number.
     pub fn version(&self) -> Option<u64> {
         self.get("expected_version").and_then(|v| v.parse().ok())

@@ -569,18 +569,9 @@ pub async fn add_calibration(
 mod tests {
     use super::*;
 
-    fn form(pairs: &[(&str, &str)]) -> Form {
-        Form(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn region_numbers_are_whole_pixels_and_each_bad_one_is_named() {
-        let r = parse_region(&form(&[
+        let r = parse_region(&Form::of(&[
             ("x", "12"),
             ("y", " 0 "),
             ("w", "300"),
@@ -596,8 +587,8 @@ mod tests {
                 h: 90
             }
         );
-        let p =
-            parse_region(&form(&[("x", "-1"), ("y", "2.5"), ("w", "300")])).expect_err("refused");
+        let p = parse_region(&Form::of(&[("x", "-1"), ("y", "2.5"), ("w", "300")]))
+            .expect_err("refused");
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[0].starts_with("x: \"-1\""), "{p:?}");
         assert!(p[1].starts_with("y: \"2.5\""), "{p:?}");

@@ -451,17 +451,8 @@ pub fn key_of_path(path: &str) -> String {
 mod tests {
     use super::*;
 
-    fn form(pairs: &[(&str, &str)]) -> Form {
-        Form(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     fn sample() -> FlowForm {
-        FlowForm::from_form(&form(&[
+        FlowForm::from_form(&Form::of(&[
             ("name", "Gold"),
             ("pipeline", "gold"),
             ("s0.station_id", "receiving"),
@@ -553,8 +544,8 @@ mod tests {
 
     #[test]
     fn huge_indices_are_refused_without_allocating() {
-        assert!(FlowForm::from_form(&form(&[("s99999999.name", "x")])).is_err());
-        assert!(FlowForm::from_form(&form(&[("s0.t99999999.name", "x")])).is_err());
+        assert!(FlowForm::from_form(&Form::of(&[("s99999999.name", "x")])).is_err());
+        assert!(FlowForm::from_form(&Form::of(&[("s0.t99999999.name", "x")])).is_err());
     }
 
     #[test]
