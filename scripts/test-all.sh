@@ -65,6 +65,6 @@ cargo nextest run --workspace --lib --bins --tests --no-fail-fast "$@"
 # Selected from the whole workspace's build (a `-p metcon-cloud` build would unify features
 # differently and compile every dependency a second time).
 METCON_TEST_STORE=mongodb cargo nextest run --workspace --lib --bins --tests --no-fail-fast \
-  -E 'package(metcon-cloud) & (binary(reports) | binary(reports_access) | binary(batch_lifecycle) | binary(bad_input) | binary(authorization_matrix) | binary(photos))'
+  -E 'package(metcon-cloud) & (binary(reports) | binary(reports_access) | binary(batch_lifecycle) | binary(bad_input) | binary(authorization_matrix) | binary(photos) | binary(user_admin_audit))'
 # nextest does not run doc tests.
 cargo test --workspace --doc
