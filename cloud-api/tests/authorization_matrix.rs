@@ -1110,6 +1110,44 @@ async fn snapshot(w: &World, id: &str) -> (u64, usize) {
 }
 
 #[tokio::test]
+async fn an_operator_sees_only_the_batches_of_pipelines_through_their_stations() {
+    let w = World::new().await;
+    w.publish_gold_flow().await;
+    let id = w.started_batch().await;
+    must(
+        &w,
+        Method::POST,
+        "/api/users",
+        &w.admin,
+        json!({ "username": "lab-op", "password": PASSWORD, "role": "operator", "stations": ["lab"] }),
+        201,
+    )
+    .await;
+    let outsider = w.app.login("lab-op", PASSWORD).await;
+    for path in [
+        format!("/api/batches/{id}"),
+        format!("/api/batches/{id}/photos"),
+    ] {
+        let r = send(&w.app, Method::GET, &path, Some(&outsider), None).await;
+        check_problem(&r, StatusCode::FORBIDDEN).unwrap();
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("none of your stations"),
+            "{path}: {}",
+            r.body
+        );
+        // The receiver works at receiving, a station of the gold flow, and so do the other
+        // roles that see batches, wherever they work.
+        for token in [&w.receiver, &w.supervisor, &w.analyst] {
+            let r = send(&w.app, Method::GET, &path, Some(token), None).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_operator_cannot_work_at_a_station_that_is_not_theirs() {
     let w = World::new().await;
     w.publish_gold_flow().await;

@@ -115,6 +115,7 @@ contract!(
     photo_records_are_found_by_batch_and_digest_and_link_once,
     the_latest_frame_of_a_device_is_found,
     the_audit_search_filters_and_pages_newest_first,
+    two_admins_demoting_each_other_at_once_leave_one,
 );
 
 /// The start-up check on a real wire-protocol server: a standalone one (no replica set in its
@@ -322,13 +323,33 @@ async fn users_crud_duplicates_and_not_found(s: Arc<dyn Store>) {
         updated_at: T0 + Duration::minutes(5),
         ..bob.clone()
     };
-    s.update_user(&changed, &[audit("user_updated", "user:bob")])
+    s.update_user(
+        &changed,
+        bob.updated_at,
+        &[audit("user_updated", "user:bob")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.user_by_id("id-bob").await.unwrap(), Some(changed.clone()));
+    // A change read before that one is refused, and writes nothing.
+    let stale = User {
+        password_hash: "$argon2id$stale".into(),
+        updated_at: T0 + Duration::minutes(6),
+        ..bob.clone()
+    };
+    let e = s
+        .update_user(&stale, bob.updated_at, &[audit("user_updated", "user:bob")])
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict), "{e:?}");
     assert_eq!(s.user_by_id("id-bob").await.unwrap(), Some(changed));
     let ghost = user("ghost", Role::Analyst);
     let e = s
-        .update_user(&ghost, &[audit("user_updated", "user:ghost")])
+        .update_user(
+            &ghost,
+            ghost.updated_at,
+            &[audit("user_updated", "user:ghost")],
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound(_)), "{e:?}");
@@ -734,6 +755,104 @@ async fn concurrent_publishes_leave_exactly_one_active_version(s: Arc<dyn Store>
         2,
         "one audit record per successful publish"
     );
+}
+
+async fn two_admins_demoting_each_other_at_once_leave_one(s: Arc<dyn Store>) {
+    let admins = |s: Arc<dyn Store>| async move {
+        s.list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.role == Role::Admin && u.active)
+            .count()
+    };
+    let now = |s: Arc<dyn Store>, id: &'static str| async move {
+        s.user_by_id(id).await.unwrap().unwrap()
+    };
+    // The only admin cannot step down, and a non-admin's change is never refused for it.
+    let only = user("only", Role::Admin);
+    s.create_user(&only, &[]).await.unwrap();
+    for changed in [
+        User {
+            role: Role::Operator,
+            ..only.clone()
+        },
+        User {
+            active: false,
+            ..only.clone()
+        },
+    ] {
+        let e = s
+            .update_user(
+                &changed,
+                only.updated_at,
+                &[audit("user_role_changed", "user:only")],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::LastAdmin), "{e:?}");
+    }
+    assert!(
+        all_audit(s.as_ref()).await.is_empty(),
+        "a refusal leaves no audit"
+    );
+    let op = user("op", Role::Operator);
+    s.create_user(&op, &[]).await.unwrap();
+    let renamed = User {
+        display_name: "Op".into(),
+        ..op.clone()
+    };
+    s.update_user(&renamed, op.updated_at, &[audit("user_renamed", "user:op")])
+        .await
+        .unwrap();
+
+    // Two admins demote each other at the same moment, again and again: one wins each time.
+    s.create_user(&user("other", Role::Admin), &[])
+        .await
+        .unwrap();
+    for round in 0..10i64 {
+        assert_eq!(admins(s.clone()).await, 2, "round {round}");
+        let mut tasks = Vec::new();
+        for id in ["id-only", "id-other"] {
+            let before = now(s.clone(), id).await;
+            let demoted = User {
+                role: Role::Analyst,
+                updated_at: before.updated_at + Duration::seconds(1),
+                ..before.clone()
+            };
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.update_user(
+                    &demoted,
+                    before.updated_at,
+                    &[audit("user_role_changed", "user:x")],
+                )
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => ok += 1,
+                Err(StoreError::LastAdmin) => {}
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+        assert_eq!(ok, 1, "round {round}");
+        assert_eq!(admins(s.clone()).await, 1, "round {round}");
+        // Both admins again for the next round.
+        for id in ["id-only", "id-other"] {
+            let before = now(s.clone(), id).await;
+            if before.role != Role::Admin {
+                let back = User {
+                    role: Role::Admin,
+                    updated_at: before.updated_at + Duration::seconds(1),
+                    ..before.clone()
+                };
+                s.update_user(&back, before.updated_at, &[]).await.unwrap();
+            }
+        }
+    }
 }
 
 // --- batches ---------------------------------------------------------------------------------
@@ -1613,10 +1732,31 @@ async fn devices_register_enroll_once_and_rotate_keys(s: Arc<dyn Store>) {
         s.create_device(&d, &[]).await,
         Err(StoreError::Duplicate(_))
     ));
+    let ghost = device("ghost", "receiving");
     assert!(matches!(
-        s.update_device(&device("ghost", "receiving"), &[]).await,
+        s.update_device(&ghost, ghost.updated_at, &[]).await,
         Err(StoreError::NotFound(_))
     ));
+    assert_eq!(s.device("scale-1").await.unwrap(), Some(d.clone()));
+    // A revoke and an edit read at the same moment: the second write is refused, so the
+    // edit cannot bring the revoked device back.
+    let revoked = Device {
+        state: DeviceState::Revoked,
+        updated_at: d.updated_at + Duration::seconds(1),
+        ..d.clone()
+    };
+    let edited = Device {
+        name: "renamed while revoked".into(),
+        updated_at: d.updated_at + Duration::seconds(2),
+        ..d.clone()
+    };
+    s.update_device(&revoked, d.updated_at, &[]).await.unwrap();
+    assert!(matches!(
+        s.update_device(&edited, d.updated_at, &[]).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.device("scale-1").await.unwrap(), Some(revoked.clone()));
+    s.update_device(&d, revoked.updated_at, &[]).await.unwrap();
     assert_eq!(s.device("scale-1").await.unwrap(), Some(d.clone()));
     assert_eq!(s.device("ghost").await.unwrap(), None);
     s.create_device(&device("scale-0", "assay"), &[])
@@ -2375,6 +2515,18 @@ async fn the_audit_search_filters_and_pages_newest_first(s: Arc<dyn Store>) {
         ..AuditFilter::default()
     };
     assert_eq!(by(&bob, AuditCursor::Before(None)).await, vec![4, 1]);
+    // … unless asked for exactly that target.
+    let only_bob = AuditFilter {
+        target_exact: true,
+        ..bob.clone()
+    };
+    assert_eq!(by(&only_bob, AuditCursor::Before(None)).await, vec![1]);
+    let part = AuditFilter {
+        target: Some("user:bo".into()),
+        target_exact: true,
+        ..AuditFilter::default()
+    };
+    assert!(by(&part, AuditCursor::Before(None)).await.is_empty());
     let percent = AuditFilter {
         target: Some("b%b".into()),
         ..AuditFilter::default()

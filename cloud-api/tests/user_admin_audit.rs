@@ -219,16 +219,29 @@ async fn the_audit_list_filters_and_pages_newest_first() {
     assert!(audit(&w, &format!("from={tomorrow}")).await.is_empty());
     // A target is matched as plain text, not a pattern.
     assert!(audit(&w, "target=%25").await.is_empty());
+    assert!(audit(&w, "target=user:.*").await.is_empty());
+    assert!(audit(&w, "target=user:rec%5Bei%5Dver").await.is_empty());
     // Five renames and the creation.
     assert_eq!(audit(&w, "target=user:receiver&actor=admin").await.len(), 6);
 
+    for q in [
+        "after=18446744073709551615",
+        "order=newest&before=9223372036854775808",
+    ] {
+        let (s, v) = w.app.get(&format!("/api/audit?{q}"), &w.admin).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{q}: {v}");
+        assert!(v["detail"].as_str().unwrap().contains("at most"), "{v}");
+    }
     let (s, v) = w.app.get("/api/audit?from=yesterday", &w.admin).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(v["detail"].as_str().unwrap().contains("YYYY-MM-DD"), "{v}");
     // Oldest first is unchanged for existing clients.
     let (_, first) = w.app.get("/api/audit?limit=2", &w.admin).await;
     assert_eq!(first[0]["seq"], 1, "{first}");
-    for token in [&w.analyst, &w.supervisor, &w.operator] {
+    // Analysts read the log too; supervisors and operators do not.
+    let (s, v) = w.app.get("/api/audit?order=newest", &w.analyst).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for token in [&w.supervisor, &w.operator] {
         let (s, _) = w.app.get("/api/audit?order=newest", token).await;
         assert_eq!(s, StatusCode::FORBIDDEN);
     }

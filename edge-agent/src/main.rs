@@ -74,11 +74,20 @@ enum Cmd {
     /// the configuration (device id, broker and credentials, scale and camera settings).
     Enroll {
         /// The cloud's URL, e.g. https://metcon.plant.example
-        #[arg(long)]
-        server: String,
+        #[arg(long, required_unless_present = "uri", conflicts_with = "uri")]
+        server: Option<String>,
         /// The enrollment code, e.g. K7QF-3M9T-WX2D-HP4N
-        #[arg(long, env = "METCON_ENROLL_CODE")]
-        code: String,
+        #[arg(
+            long,
+            env = "METCON_ENROLL_CODE",
+            required_unless_present = "uri",
+            conflicts_with = "uri"
+        )]
+        code: Option<String>,
+        /// Both at once, as the device page's QR code holds them:
+        /// metcon-enroll:?url=<server>&code=<code> (what a scanner types).
+        #[arg(long)]
+        uri: Option<String>,
         /// Where to write the configuration.
         #[arg(
             long,
@@ -147,11 +156,25 @@ fn main() -> anyhow::Result<()> {
         Cmd::Enroll {
             server,
             code,
+            uri,
             config,
             data_dir,
             server_ca,
             force,
         } => {
+            let (server, code) = match (uri, server, code) {
+                (Some(uri), _, _) => metcon_shared::device::parse_enrollment_uri(uri.trim())
+                    .with_context(|| {
+                        format!(
+                            "{uri:?} is not an enrollment URI: expected \
+                             metcon-enroll:?url=<server>&code=<code>, as the device page's QR \
+                             code holds it"
+                        )
+                    })?,
+                (None, Some(server), Some(code)) => (server, code),
+                // clap requires both when there is no --uri.
+                _ => anyhow::bail!("give --server and --code, or --uri"),
+            };
             let opts = metcon_edge::enroll::EnrollOptions {
                 server,
                 code,

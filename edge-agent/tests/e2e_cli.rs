@@ -1,5 +1,5 @@
 //! The command-line tools against real things: `scales probe` on a simulated scale, and
-//! `check` on configuration files.
+//! `check` on configuration files, `enroll` refusing what is not an enrollment code.
 
 mod support;
 
@@ -57,4 +57,35 @@ fn check_lists_every_problem() {
     let (ok, text) = edge(&["check", "--config", "/nonexistent/edge.toml"]);
     assert!(!ok);
     assert!(text.contains("not found"), "{text}");
+}
+
+#[test]
+fn enroll_explains_a_uri_that_is_not_an_enrollment_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("edge.toml");
+    let config = config.to_str().expect("utf-8");
+    for uri in [
+        "https://metcon.example/enroll",
+        "metcon-enroll:?url=http%3A%2F%2Fx",
+    ] {
+        let (ok, text) = edge(&["enroll", "--uri", uri, "--config", config]);
+        assert!(!ok, "{uri}: {text}");
+        assert!(text.contains("is not an enrollment URI"), "{uri}: {text}");
+    }
+    // The URI or the two arguments, not both; and not neither.
+    let (ok, text) = edge(&[
+        "enroll",
+        "--uri",
+        "metcon-enroll:?url=http%3A%2F%2Fx&code=K7QF",
+        "--code",
+        "K7QF",
+        "--config",
+        config,
+    ]);
+    assert!(!ok);
+    assert!(text.contains("cannot be used with"), "{text}");
+    let (ok, text) = edge(&["enroll", "--config", config]);
+    assert!(!ok);
+    assert!(text.contains("--server"), "{text}");
+    assert!(!dir.path().join("edge.toml").exists(), "nothing written");
 }

@@ -45,10 +45,12 @@ impl Role {
             ApproveFlags | BlockBatch | ViewDevices | RecordCalibration => {
                 matches!(self, Role::Supervisor | Role::Admin)
             }
-            UnblockBatch | OverrideStep | ManageFlows | ManageUsers | ViewAudit | ManageDevices => {
+            UnblockBatch | OverrideStep | ManageFlows | ManageUsers | ManageDevices => {
                 self == Role::Admin
             }
-            ViewAnalytics | ExportData => matches!(self, Role::Analyst | Role::Admin),
+            // Analysts read the audit log beside the reports: checking who did what is their
+            // work too, and reading it changes nothing.
+            ViewAnalytics | ExportData | ViewAudit => matches!(self, Role::Analyst | Role::Admin),
         }
     }
 }
@@ -152,6 +154,23 @@ impl Actor {
             Role::Analyst => false,
         }
     }
+
+    /// Whether this user may look at a batch whose flow passes through `flow_stations`: its
+    /// events, its photos, its page. Operators follow the batches of the pipelines they work
+    /// in (before, at and after their station: the chain of custody is theirs too), and no
+    /// others; the other roles that see batches see them all.
+    pub fn may_view_batch_through<'a>(
+        &self,
+        mut flow_stations: impl Iterator<Item = &'a str>,
+    ) -> bool {
+        if !self.can(Permission::ViewBatches) {
+            return false;
+        }
+        match self.role {
+            Role::Operator => flow_stations.any(|st| self.stations.iter().any(|mine| mine == st)),
+            Role::Supervisor | Role::Admin | Role::Analyst => true,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +215,10 @@ mod tests {
         }
         assert!(Role::Analyst.allows(Permission::ViewAnalytics));
         assert!(Role::Analyst.allows(Permission::ExportData));
+        assert!(Role::Analyst.allows(Permission::ViewAudit));
+        assert!(!Role::Analyst.allows(Permission::DeleteAudit));
+        assert!(!Role::Supervisor.allows(Permission::ViewAudit));
+        assert!(!Role::Operator.allows(Permission::ViewAudit));
     }
 
     #[test]
@@ -220,5 +243,30 @@ mod tests {
             ..op
         };
         assert!(!analyst.may_operate_at("assay"));
+    }
+
+    #[test]
+    fn operators_view_the_batches_of_pipelines_through_their_stations() {
+        let op = Actor {
+            user_id: "u1".into(),
+            username: "op".into(),
+            role: Role::Operator,
+            stations: vec!["casting".into()],
+        };
+        let gold = ["receiving", "refining", "casting"];
+        assert!(op.may_view_batch_through(gold.into_iter()));
+        assert!(!op.may_view_batch_through(["receiving", "assay"].into_iter()));
+        assert!(!op.may_view_batch_through(std::iter::empty()));
+        for role in [Role::Supervisor, Role::Admin, Role::Analyst] {
+            let other = Actor {
+                role,
+                stations: vec![],
+                ..op.clone()
+            };
+            assert!(
+                other.may_view_batch_through(["assay"].into_iter()),
+                "{role}"
+            );
+        }
     }
 }

@@ -16,10 +16,20 @@ pub struct Edge {
 impl Edge {
     /// Runs `metcon-edge enroll --server … --code …` into a fresh folder.
     pub fn enroll(server: &str, code: &str) -> Edge {
+        Edge::enroll_with(&["--server", server, "--code", code])
+    }
+
+    /// Runs `metcon-edge enroll --uri …` with what an enrollment QR code holds.
+    pub fn enroll_uri(uri: &str) -> Edge {
+        Edge::enroll_with(&["--uri", uri])
+    }
+
+    fn enroll_with(args: &[&str]) -> Edge {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("edge.toml");
         let out = Command::new(sibling_binary("metcon-edge").expect("metcon-edge is built"))
-            .args(["enroll", "--server", server, "--code", code])
+            .arg("enroll")
+            .args(args)
             .arg("--config")
             .arg(&config)
             .arg("--data-dir")

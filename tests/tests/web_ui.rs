@@ -14,7 +14,7 @@
 //! - an admin builds a flow in the builder (a step added, a bad number kept and marked, a step
 //!   moved), previews it on a dummy batch with a weight to try, publishes it, publishes a
 //!   second version with a tighter tolerance and reads the diff; the next batch uses it;
-//! - an analyst opens a report with filters, its chart and its CSV link.
+//! - an analyst opens a report with filters, its chart and its CSV link, then the audit log.
 //!
 //! Screenshots of each main screen at phone and kiosk widths go to `target/ui-screenshots/`.
 #![allow(clippy::unwrap_used)]
@@ -241,6 +241,7 @@ async fn pages_refuse_the_wrong_role_a_forged_form_and_no_session() {
         "/admin/users",
         "/reports",
         "/reports/mass-checks",
+        "/audit",
     ] {
         b.open(path).await.unwrap();
         let page = b.wait_text("Error 403", WAIT).await.unwrap();
@@ -469,6 +470,15 @@ async fn an_analyst_reads_a_report_with_filters_chart_and_csv() {
     // An analyst does not run batches: the board sends them to the reports.
     b.open("/").await.unwrap();
     assert_eq!(b.path().await.unwrap(), "/reports");
+    // The audit log is in the analyst's navigation: the mass checks above are in it, and
+    // the chain is intact.
+    b.click("nav a[href='/audit']").await.unwrap();
+    let page = b.wait_text("Chain intact", WAIT).await.unwrap();
+    assert!(page.contains("flow_published"), "{page}");
+    assert!(page.contains("flag_raised"), "{page}");
+    // Reading is all: the admin pages stay closed.
+    b.open("/admin/users").await.unwrap();
+    b.wait_text("Error 403", WAIT).await.unwrap();
     b.close().await.unwrap();
 }
 
@@ -491,6 +501,46 @@ async fn after_the_idle_timeout_the_next_page_is_the_login_form() {
     b.open("/").await.unwrap();
     b.wait_text("Log in", WAIT).await.unwrap();
     assert!(b.path().await.unwrap().starts_with("/login"));
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unattended_approval_queue_goes_to_the_login_form_when_the_session_idles_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &sibling_binary("metcon-cloud").unwrap(),
+        dir.path(),
+        &[("METCON_IDLE_TIMEOUT_SECONDS", "8")],
+    )
+    .unwrap();
+    let api = Api::new(&server.base);
+    api.bootstrap(server.setup_token.as_deref().unwrap()).await;
+    let b = Browser::start(&server.base).await.unwrap();
+    b.login("supervisor", PASSWORD).await.unwrap();
+    b.open("/approvals").await.unwrap();
+    b.wait_text("Approvals", WAIT).await.unwrap();
+    // The queue polls every 3 s. None of that is the supervisor's doing, so it does not keep
+    // the session alive: once idle for longer than the timeout, the screen logs itself out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let path = b.path().await.unwrap();
+        if path.starts_with("/login") {
+            assert!(path.contains("next=%2Fapprovals"), "{path}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still at {path} after 40 s: the polling kept the session alive"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    b.wait_text("Log in", WAIT).await.unwrap();
+    // Logging in again, on that form, comes back to the queue.
+    b.fill("#username", "supervisor").await.unwrap();
+    b.fill("#password", PASSWORD).await.unwrap();
+    b.click("form button[type=submit]").await.unwrap();
+    b.wait_text("New requests appear here", WAIT).await.unwrap();
+    assert_eq!(b.path().await.unwrap(), "/approvals");
     b.close().await.unwrap();
 }
 

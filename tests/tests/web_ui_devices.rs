@@ -1,9 +1,10 @@
 //! The admin device pages in a real headless Chromium, against the real `metcon-cloud`, the
 //! scale simulator and an enrolled `metcon-edge` with a file camera:
 //!
-//! - an admin registers a device and sees its one-time code with a QR code, enrolls the box
-//!   with it, opens the device's page, sends tare (the simulated scale takes the tare),
-//!   records a calibration (a bad one first: a readable error, nothing stored), and — once a
+//! - an admin registers a device and sees its one-time code with a QR code, the box enrolls
+//!   with what the QR code holds (`metcon-edge enroll --uri`), the admin opens its page, sends tare (the simulated scale takes the tare),
+//!   records a calibration (a bad one first: a readable error, nothing stored), captures a
+//!   reading from the page (its frame, bound to nothing, is shown to draw on) and — once a
 //!   mass check kept a camera frame — drags the display region on that frame; the API's
 //!   `camera_region` is what was drawn; a region outside the frame is refused with a reason;
 //! - operators get the 403 page on the device page, its frame and every one of its forms;
@@ -38,20 +39,50 @@ async fn set_value(b: &Browser, id: &str, value: &str, as_text: bool) {
         .unwrap();
 }
 
-/// POSTs a form from the page (with the page's CSRF token) and returns the status.
-async fn post_status(b: &Browser, path: &str, fields: Value) -> u64 {
-    b.client
+/// POSTs a form from the page (with the page's CSRF token, unless `fields` has its own) and
+/// returns the status and the answer's text.
+async fn post_answer(b: &Browser, path: &str, fields: Value) -> (u64, String) {
+    let v = b
+        .client
         .execute_async(
             "var done = arguments[2]; var f = new URLSearchParams(arguments[1]);
-             f.set('_csrf', document.querySelector('input[name=_csrf]').value);
+             if (!f.has('_csrf')) { f.set('_csrf', document.querySelector('input[name=_csrf]').value); }
              fetch(arguments[0], { method: 'POST', body: f, credentials: 'same-origin', redirect: 'manual' })
-               .then(function (r) { done(r.status); }, function () { done(0); });",
+               .then(function (r) { return r.text().then(function (t) { done([r.status, t]); }); },
+                     function () { done([0, '']); });",
             vec![json!(path), fields],
         )
         .await
+        .unwrap();
+    (
+        v[0].as_u64().unwrap(),
+        v[1].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// The natural width of the page's frame image once loaded, else 0.
+async fn frame_width(b: &Browser) -> f64 {
+    b.client
+        .execute(
+            "var i = document.getElementById('frame-image'); return i && i.complete ? i.naturalWidth : 0;",
+            vec![],
+        )
+        .await
         .unwrap()
-        .as_u64()
-        .unwrap()
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
+/// scale-01's calibration records, through the API.
+async fn calibrations(api: &Api, admin: &str) -> Value {
+    api.must(
+        Method::GET,
+        "/api/devices/scale-01/calibrations",
+        admin,
+        None,
+        200,
+    )
+    .await
 }
 
 async fn get_status(b: &Browser, path: &str) -> u64 {
@@ -114,7 +145,8 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
         200,
     )
     .await;
-    let mut edge = Edge::enroll(&server.base, &code);
+    // The installer scans the QR code: the box enrolls with what it holds.
+    let mut edge = Edge::enroll_uri(&uri);
     edge.start();
 
     // The device's page, from its row; it comes online.
@@ -170,6 +202,12 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     admin.scroll_to("#calibration").await.unwrap();
     set_value(&admin, "cal-performed", "2026-03-01T09:30", false).await;
     set_value(&admin, "cal-due", "2027-02-30", true).await;
+    // The outcome has no default: it must be said.
+    assert_eq!(
+        admin.value("#cal-outcome").await.unwrap().as_deref(),
+        Some("")
+    );
+    admin.select("#cal-outcome", "pass").await.unwrap();
     admin.fill("#cal-reference", "DKD-K-12345").await.unwrap();
     admin.fill("#cal-by", "Mettler service").await.unwrap();
     admin.click("#add-calibration").await.unwrap();
@@ -181,15 +219,7 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
         page.contains("Next due: \"2027-02-30\" is not a date"),
         "{page}"
     );
-    let cals = api
-        .must(
-            Method::GET,
-            "/api/devices/scale-01/calibrations",
-            &t.admin,
-            None,
-            200,
-        )
-        .await;
+    let cals = calibrations(&api, &t.admin).await;
     assert_eq!(cals.as_array().unwrap().len(), 0, "{cals}");
     // What was typed is still there; the right date now.
     assert_eq!(
@@ -204,20 +234,54 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
         .unwrap();
     assert!(page.contains("The scale may decide mass checks."), "{page}");
     assert!(page.contains("DKD-K-12345"), "{page}");
-    let cals = api
-        .must(
-            Method::GET,
-            "/api/devices/scale-01/calibrations",
-            &t.admin,
-            None,
-            200,
-        )
-        .await;
+    let cals = calibrations(&api, &t.admin).await;
     assert_eq!(cals[0]["next_due"], "2099-03-01", "{cals}");
     assert_eq!(cals[0]["performed_at"], "2026-03-01T09:30:00Z", "{cals}");
 
     // No frame yet: the page says so, and the numbers can still be typed.
     assert!(page.contains("No frame from this device yet"), "{page}");
+
+    // A capture from this page, with nothing armed: its reading binds to nothing, and the
+    // frame taken with it is the one to draw on, before any mass check kept one.
+    sim.set_and_settle("12.34");
+    admin.click("#cmd-capture").await.unwrap();
+    admin
+        .wait_text("Capture sent to scale-01", WAIT)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        admin.open("/admin/devices/scale-01").await.unwrap();
+        admin.wait_text("Display region", WAIT).await.unwrap();
+        let w = frame_width(&admin).await;
+        if w > 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the captured frame never showed\nagent:\n{}",
+            edge.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let page = admin.body().await.unwrap();
+    assert!(!page.contains("No frame from this device yet"), "{page}");
+    assert!(
+        page.contains("12.34 g"),
+        "the unbound reading is listed: {page}"
+    );
+    // It is served without a photo id (it is not kept as evidence of anything).
+    let src = admin
+        .client
+        .find(Locator::Css("#frame-image"))
+        .await
+        .unwrap()
+        .attr("src")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(src, "/admin/devices/scale-01/frame", "{src}");
+    sim.set_and_settle("0");
 
     // A mass check keeps the camera frame taken with its reading.
     let b = api.started_batch(&t.operator, "weigh").await;
@@ -260,15 +324,8 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     admin.wait_text("Display region", WAIT).await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let w = admin
-            .client
-            .execute(
-                "var i = document.getElementById('frame-image'); return i && i.complete ? i.naturalWidth : 0;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        if w.as_f64() == Some(fw) {
+        let w = frame_width(&admin).await;
+        if w == fw {
             break;
         }
         assert!(
@@ -278,9 +335,19 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(admin.body().await.unwrap().contains("1000.20 g"));
-    // Only this device's frames are served.
-    let other = "/admin/devices/scale-01/frame?photo=00000000-0000-4000-8000-000000000000";
-    assert_eq!(get_status(&admin, other).await, 404);
+    // Only a device's own frames are served: scale-01's frame is not another scale's, and
+    // a photo id that names nothing is nobody's.
+    let kept = format!(
+        "/admin/devices/scale-01/frame?photo={}",
+        photo["id"].as_str().unwrap()
+    );
+    assert_eq!(get_status(&admin, &kept).await, 200);
+    api.register_device(&t.admin, "scale-02", "mt-sics", "/dev/ttyUSB9")
+        .await;
+    let elsewhere = kept.replace("scale-01", "scale-02");
+    assert_eq!(get_status(&admin, &elsewhere).await, 404);
+    let nothing = "/admin/devices/scale-01/frame?photo=00000000-0000-4000-8000-000000000000";
+    assert_eq!(get_status(&admin, nothing).await, 404);
     admin.screenshots("device-page").await.unwrap();
 
     // Drag a rectangle on the frame with the mouse.
@@ -419,7 +486,7 @@ async fn operators_are_refused_and_supervisors_record_calibrations_from_their_sc
     assert_eq!(get_status(&op, "/devices/scale-01/calibrations").await, 403);
     let cal = json!({ "kind": "calibration", "outcome": "pass", "performed_at": "2026-03-01T09:30",
                       "next_due": "2099-03-01", "reference": "x", "performed_by": "y" });
-    for (path, fields) in [
+    let forms = [
         ("/admin/devices/scale-01/commands", json!({ "cmd": "tare" })),
         ("/admin/devices/scale-01/rotate-key", json!({})),
         (
@@ -436,14 +503,37 @@ async fn operators_are_refused_and_supervisors_record_calibrations_from_their_sc
             json!({ "reason": "x", "return": "device" }),
         ),
         ("/devices/scale-01/calibrations", cal.clone()),
-    ] {
-        assert_eq!(post_status(&op, path, fields).await, 403, "{path}");
+    ];
+    for (path, fields) in &forms {
+        let (status, text) = post_answer(&op, path, fields.clone()).await;
+        assert_eq!(status, 403, "{path}");
+        // Refused for the role (the CSRF token was right), naming what is missing.
+        assert!(text.contains("Not allowed"), "{path}: {text}");
+        assert!(
+            text.contains("ManageDevices") || text.contains("RecordCalibration"),
+            "{path}: {text}"
+        );
     }
+    op.close().await.unwrap();
+    // An admin's browser with a forged CSRF token: every form is refused before it acts.
+    let adm = Browser::start(&server.base).await.unwrap();
+    adm.login("admin", PASSWORD).await.unwrap();
+    adm.open("/admin/devices/scale-01").await.unwrap();
+    adm.wait_text("Latest readings", WAIT).await.unwrap();
+    for (path, fields) in &forms {
+        let mut forged = fields.clone();
+        forged["_csrf"] = json!("forged-token");
+        let (status, text) = post_answer(&adm, path, forged).await;
+        assert_eq!(status, 403, "{path}");
+        assert!(text.contains("CSRF check"), "{path}: {text}");
+    }
+    adm.close().await.unwrap();
     let d = device(&api, &t.admin).await;
     assert_eq!(d["state"], "pending");
     assert_eq!(d["camera_region"], Value::Null);
     assert!(api.audit(&t.admin, "device_command_sent").await.is_empty());
-    op.close().await.unwrap();
+    let cals = calibrations(&api, &t.admin).await;
+    assert_eq!(cals.as_array().unwrap().len(), 1, "only the API's: {cals}");
 
     // Supervisors may not manage the device, but record calibrations from "Scales".
     let sup = Browser::start(&server.base).await.unwrap();
@@ -479,15 +569,7 @@ async fn operators_are_refused_and_supervisors_record_calibrations_from_their_sc
         "{page}"
     );
     sup.screenshots("scales-calibration").await.unwrap();
-    let cals = api
-        .must(
-            Method::GET,
-            "/api/devices/scale-01/calibrations",
-            &t.admin,
-            None,
-            200,
-        )
-        .await;
+    let cals = calibrations(&api, &t.admin).await;
     assert_eq!(cals.as_array().unwrap().len(), 2, "{cals}");
     assert!(cals
         .as_array()

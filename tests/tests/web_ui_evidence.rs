@@ -302,11 +302,14 @@ async fn an_unreadable_photo_typed_in_shows_in_the_approval_queue_with_its_photo
         sup.text(&format!("{card} .reading")).await.unwrap(),
         grams(&shown)
     );
-    assert!(sup
-        .text(&format!("{card} .deviation"))
-        .await
-        .unwrap()
-        .contains("0"));
+    // Typed in as the expected mass: no deviation at all (e.g. "0.00 g (0 %)").
+    let deviation = sup.text(&format!("{card} .deviation")).await.unwrap();
+    let amount = deviation.split(' ').next().unwrap_or_default();
+    assert_eq!(
+        Decimal::from_str(amount).map(|d| d.is_zero()),
+        Ok(true),
+        "{deviation}"
+    );
     assert!(sup
         .text(&format!("{card} .ocr-outcome"))
         .await

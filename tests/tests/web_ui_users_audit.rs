@@ -23,7 +23,7 @@ use fantoccini::Locator;
 use metcon_e2e::api::{bootstrapped, Api, PASSWORD};
 use metcon_e2e::browser::Browser;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 const NEW_PASSWORD: &str = "a-brand-new-long-password";
@@ -71,6 +71,28 @@ async fn audit_rows(b: &Browser) -> usize {
         .await
         .unwrap()
         .len()
+}
+
+/// A user as the API shows it.
+async fn api_user(api: &Api, admin: &str, id: &str) -> Value {
+    api.must(Method::GET, &format!("/api/users/{id}"), admin, None, 200)
+        .await
+}
+
+/// The text of one column (by its `data-label`) of the audit table's rows.
+async fn column(b: &Browser, label: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for cell in b
+        .client
+        .find_all(Locator::Css(&format!(
+            "#audit-table tbody td[data-label={label}]"
+        )))
+        .await
+        .unwrap()
+    {
+        out.push(cell.text().await.unwrap().trim().to_string());
+    }
+    out
 }
 
 /// The `#` column of the audit table's rows.
@@ -147,27 +169,18 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
         "a supervisor's navigation: {page}"
     );
     let id = user_id(&api, &t.admin, "olga").await;
-    let v = api
-        .must(
-            Method::GET,
-            &format!("/api/users/{id}"),
-            &t.admin,
-            None,
-            200,
-        )
-        .await;
+    let v = api_user(&api, &t.admin, &id).await;
     assert_eq!(v["stations"], json!(["receiving", "assay"]), "{v}");
 
     // A refused details form keeps what was typed and says why.
     admin.fill("#stations", "Receiving Bay").await.unwrap();
     admin.click("#save-user").await.unwrap();
-    let page = admin.wait_text("is not a station id", WAIT).await.unwrap();
-    assert!(
-        page.contains("That did not work") || page.contains("not a station"),
-        "{page}"
-    );
+    admin.wait_text("is not a station id", WAIT).await.unwrap();
     let typed = admin.value("#stations").await.unwrap();
     assert_eq!(typed.as_deref(), Some("Receiving Bay"));
+    // Nothing was saved.
+    let v = api_user(&api, &t.admin, &id).await;
+    assert_eq!(v["stations"], json!(["receiving", "assay"]), "{v}");
 
     // A new password for the operator, whose browser session is open.
     let op = Browser::start(&server.base).await.unwrap();
@@ -198,8 +211,9 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     admin.fill("#new-password", "short").await.unwrap();
     admin.fill("#confirm-password", "short").await.unwrap();
     admin.click("#reset-password").await.unwrap();
+    // The API's own words (the page's hint says "At least 12 characters" too).
     admin
-        .wait_text("at least 12 characters", WAIT)
+        .wait_text("a password needs at least 12 characters", WAIT)
         .await
         .unwrap();
     assert_eq!(
@@ -306,6 +320,34 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
         text.contains("user_role_changed") && !text.contains("password_reset"),
         "{text}"
     );
+    let actors = column(&admin, "Actor").await;
+    assert!(
+        !actors.is_empty() && actors.iter().all(|a| a == "admin"),
+        "{actors:?}"
+    );
+    // A row's target link is that whole target, not every target containing it.
+    admin.open("/audit?target=user:olg").await.unwrap();
+    admin.wait_text("Chain intact", WAIT).await.unwrap();
+    assert!(column(&admin, "Target")
+        .await
+        .iter()
+        .any(|t| t == "user:olga"));
+    admin
+        .click("#audit-table tbody tr td[data-label=Target] a")
+        .await
+        .unwrap();
+    admin.wait_text("Chain intact", WAIT).await.unwrap();
+    assert!(admin.path().await.unwrap().contains("exact=1"));
+    let targets = column(&admin, "Target").await;
+    assert!(
+        !targets.is_empty() && targets.iter().all(|t| t == "user:olga"),
+        "{targets:?}"
+    );
+    admin.open("/audit?target=user:olg&exact=1").await.unwrap();
+    admin
+        .wait_text("No audit entries match these filters", WAIT)
+        .await
+        .unwrap();
     // … and by UTC day.
     let today = time::OffsetDateTime::now_utc().date();
     admin
@@ -347,8 +389,10 @@ async fn an_admin_manages_users_and_reads_the_audit_log() {
     admin.wait_text("Newest entries", WAIT).await.unwrap();
     let older = audit_seqs(&admin).await;
     assert!(!older.is_empty());
-    assert!(
-        older[0] < *first.last().unwrap(),
+    // Exactly where the first page stopped: nothing skipped, nothing twice.
+    assert_eq!(
+        older[0] + 1,
+        *first.last().unwrap(),
         "{older:?} after {first:?}"
     );
 
@@ -424,15 +468,7 @@ async fn an_operator_cannot_open_or_post_to_user_admin_or_the_audit_log() {
         assert!(page.contains("ManageUsers"), "{action}: {page}");
     }
     // Nothing changed.
-    let v = api
-        .must(
-            Method::GET,
-            &format!("/api/users/{id}"),
-            &t.admin,
-            None,
-            200,
-        )
-        .await;
+    let v = api_user(&api, &t.admin, &id).await;
     assert_eq!(v["role"], "supervisor");
     assert_eq!(v["active"], true);
     assert_eq!(

@@ -2,7 +2,8 @@
 // - #live[data-station]: follows the station's Server-Sent Events; shows the live weight
 //   and whether it is stable; reloads when the batch changes or its armed step binds.
 // - [data-poll]: re-fetches a fragment every data-interval ms (htmx-style), unless the user
-//   is typing in it.
+//   is typing in it; marked as background, so an unattended screen still times out (401:
+//   to the login form).
 // - [data-region-editor]: drag a rectangle on a device's frame (pointer events: mouse, touch,
 //   pen); it fills the x, y, width, height inputs in the frame's pixels, and typing in them
 //   moves the rectangle. The form posts the numbers either way.
@@ -45,8 +46,15 @@
         return f.value !== "" || f === document.activeElement;
       });
       if (busy) { return; }
-      fetch(url, { credentials: "same-origin", headers: { "accept": "text/html" } })
-        .then(function (r) { if (r.status === 401) { window.location.href = "/login"; } return r.ok ? r.text() : null; })
+      // The header says this is not the user's doing: it does not keep the session alive.
+      fetch(url, { credentials: "same-origin", headers: { "accept": "text/html", "x-metcon-background": "1" } })
+        .then(function (r) {
+          if (r.status === 401) {
+            window.location.href = "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
+            return null;
+          }
+          return r.ok ? r.text() : null;
+        })
         .then(function (html) { if (html !== null && html !== el.innerHTML) { el.innerHTML = html; } })
         .catch(function () {});
     }, every);

@@ -46,6 +46,8 @@ pub struct AuditQuery {
     pub action: Option<String>,
     /// Only targets containing this text, e.g. `B-2026-0001` or `user:alice`.
     pub target: Option<String>,
+    /// `true`: `target` is the whole target (`user:ann` without `user:anna`).
+    pub exact: Option<bool>,
     /// From this UTC day, `YYYY-MM-DD`.
     pub from: Option<String>,
     /// To this UTC day (inclusive), `YYYY-MM-DD`.
@@ -76,6 +78,7 @@ impl AuditQuery {
             actor: given(&self.actor),
             action: given(&self.action),
             target: given(&self.target),
+            target_exact: self.exact.unwrap_or(false),
             from: day("from", &self.from)?,
             to: day("to", &self.to)?,
         };
@@ -84,6 +87,15 @@ impl AuditQuery {
                 return Err(ApiError::unprocessable(
                     "the date range ends before it starts: 'to' is earlier than 'from'",
                 ));
+            }
+        }
+        // The stores compare sequence numbers as signed 64-bit integers.
+        for (name, v) in [("after", self.after), ("before", self.before)] {
+            if v.is_some_and(|n| n > i64::MAX as u64) {
+                return Err(ApiError::unprocessable(format!(
+                    "{name}: a sequence number is at most {}",
+                    i64::MAX
+                )));
             }
         }
         let cursor = match self.order.unwrap_or_default() {

@@ -100,7 +100,7 @@ pub async fn pinned_flow(state: &AppState, flow_id: &str, version: u32) -> ApiRe
     Ok(flow)
 }
 
-async fn load(state: &AppState, id: Uuid) -> ApiResult<(BatchRecord, Arc<Flow>)> {
+pub(crate) async fn load(state: &AppState, id: Uuid) -> ApiResult<(BatchRecord, Arc<Flow>)> {
     let record = state
         .store
         .batch(id)
@@ -275,8 +275,22 @@ pub async fn get(
 ) -> ApiResult<Json<BatchView>> {
     caller.require(Permission::ViewBatches)?;
     let (record, flow) = load(&state, id).await?;
+    require_visible(&caller.actor(), &flow)?;
     let events = state.store.batch_events(id).await?;
     Ok(Json(view(record, &flow, events)))
+}
+
+/// Refuses `actor` a batch on `flow` they may not look at (operators: a pipeline through
+/// none of their stations). The one rule for a batch's page, events and photos.
+pub fn require_visible(actor: &Actor, flow: &Flow) -> ApiResult<()> {
+    let stations = flow.content.stations.iter().map(|s| s.station_id.as_str());
+    if actor.may_view_batch_through(stations) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "this batch's flow passes through none of your stations",
+        ))
+    }
 }
 
 /// A command decided by the domain and folded, ready to be stored.

@@ -315,6 +315,7 @@ pub async fn update(
 ) -> ApiResult<Json<DeviceView>> {
     caller.require(Permission::ManageDevices)?;
     let mut d = load(&state, &id).await?;
+    let read_at = d.updated_at;
     if d.state == DeviceState::Revoked {
         return Err(ApiError::conflict(format!(
             "device {id} is revoked; register a new one"
@@ -352,7 +353,7 @@ pub async fn update(
         json!({ "before": before, "after": { "station_id": d.station_id, "scale": d.scale, "camera": d.camera, "camera_region": d.camera_region } }),
         caller.ip.clone(),
     );
-    state.store.update_device(&d, &[a]).await?;
+    state.store.update_device(&d, read_at, &[a]).await?;
     state.directory.invalidate(&id);
     state.hub.device_changed(&id);
     let counts = state.store.device_counts().await?;
@@ -363,11 +364,9 @@ pub async fn update(
 /// A new display region must have an area and, once the device has sent a frame, lie inside
 /// its latest frame.
 async fn check_region(state: &AppState, id: &str, r: &Region) -> ApiResult<()> {
-    let frame = state
-        .store
-        .latest_device_photo(id)
+    let frame = newest_frame(state, id)
         .await?
-        .map(|p| (p.width, p.height));
+        .map(|f| (f.photo.width, f.photo.height));
     let problems = r.problems(frame);
     if problems.is_empty() {
         return Ok(());
@@ -379,16 +378,68 @@ async fn check_region(state: &AppState, id: &str, r: &Region) -> ApiResult<()> {
     )
 }
 
-/// The device's latest camera frame kept as a photo record (the one the display region is
-/// drawn on), for those who may change the region.
+/// A device's newest camera frame, the one the display region is drawn on.
+#[derive(Debug, Clone)]
+pub struct LatestFrame {
+    pub photo: crate::store::photos::PhotoRecord,
+    /// Kept as a mass check's evidence (a stored record, named by `photo.id`); otherwise it
+    /// came with a reading that bound to nothing (an admin's capture while setting up the
+    /// camera) and the record is made up from its bytes, never stored.
+    pub kept: bool,
+}
+
+/// How many of a device's newest readings are searched for a frame newer than the kept one.
+const FRAME_SEARCH: u32 = 20;
+
+/// The newest frame among the kept ones and those of the device's latest readings: a camera
+/// being set up has sent frames before any mass check kept one.
+async fn newest_frame(state: &AppState, id: &str) -> ApiResult<Option<LatestFrame>> {
+    use crate::store::photos::PhotoSource;
+    let kept = state.store.latest_device_photo(id).await?;
+    for r in state.store.list_readings(id, false, FRAME_SEARCH).await? {
+        let Some(sha) = r.reading.frame_sha256 else {
+            continue;
+        };
+        let sha = sha.to_string();
+        if let Some(k) = kept.as_ref().filter(|k| k.sha256 == sha) {
+            return Ok(Some(LatestFrame {
+                photo: k.clone(),
+                kept: true,
+            }));
+        }
+        // Not arrived (yet), or not an image: an older frame will do.
+        let Some(bytes) = state.blobs.get(&sha).await.map_err(ApiError::internal)? else {
+            continue;
+        };
+        let max = state.config.broker.max_photo_bytes;
+        let parsed =
+            tokio::task::spawn_blocking(move || crate::photos::Image::parse(bytes.into(), max))
+                .await
+                .map_err(ApiError::internal)?;
+        let Ok(image) = parsed else {
+            continue;
+        };
+        let source = PhotoSource::Device {
+            device_id: id.to_string(),
+            seq: r.reading.seq,
+        };
+        return Ok(Some(LatestFrame {
+            photo: image.unbound(source, r.received_at),
+            kept: false,
+        }));
+    }
+    Ok(kept.map(|photo| LatestFrame { photo, kept: true }))
+}
+
+/// The device's newest camera frame, for those who may change the region.
 pub async fn latest_frame(
     state: &AppState,
     caller: &Caller,
     id: &str,
-) -> ApiResult<Option<crate::store::photos::PhotoRecord>> {
+) -> ApiResult<Option<LatestFrame>> {
     caller.require(Permission::ManageDevices)?;
     let _ = load(state, id).await?;
-    Ok(state.store.latest_device_photo(id).await?)
+    newest_frame(state, id).await
 }
 
 /// One kept frame of the device, by photo id (`None` if that photo is not a frame of this
@@ -633,6 +684,7 @@ pub async fn revoke(
         ));
     }
     let mut d = load(&state, &id).await?;
+    let read_at = d.updated_at;
     if d.state == DeviceState::Revoked {
         return Err(ApiError::conflict(format!(
             "device {id} is already revoked"
@@ -650,7 +702,7 @@ pub async fn revoke(
         json!({ "reason": reason }),
         caller.ip.clone(),
     );
-    state.store.update_device(&d, &[a]).await?;
+    state.store.update_device(&d, read_at, &[a]).await?;
     state.directory.invalidate(&id);
     state.hub.device_changed(&id);
     if let Some(b) = &state.broker {
@@ -746,6 +798,7 @@ pub async fn push_config(
         return Err(ApiError::unprocessable(problems.join("; ")));
     }
     let mut d = load(&state, &id).await?;
+    let read_at = d.updated_at;
     if d.state == DeviceState::Revoked {
         return Err(ApiError::conflict(format!("device {id} is revoked")));
     }
@@ -758,7 +811,7 @@ pub async fn push_config(
         json!({ "config": d.config }),
         caller.ip.clone(),
     );
-    state.store.update_device(&d, &[a]).await?;
+    state.store.update_device(&d, read_at, &[a]).await?;
     publish_config(&state, &d).await;
     Ok(Json(view(&state, d, None).await?))
 }

@@ -109,7 +109,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => ApiError::conflict(e.to_string()),
-            StoreError::Duplicate(_) => ApiError::conflict(e.to_string()),
+            StoreError::Duplicate(_) | StoreError::LastAdmin => ApiError::conflict(e.to_string()),
             StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
             StoreError::Corrupt(_) | StoreError::Backend(_) => ApiError::internal(e),
         }

@@ -278,6 +278,12 @@ impl FromRequestParts<AppState> for Caller {
 
 /// Token → session → idle check → active user, without the CSRF check (which depends on how
 /// the token came). The web UI (`crate::ui`) uses it with its own form-field CSRF check.
+///
+/// A request carrying [`BACKGROUND_HEADER`] (a page polling for fresh data) is checked like
+/// any other but does not count as activity: an unattended screen still times out.
+/// Sent by the UI's own polling (`app.js`): not a user's action.
+pub const BACKGROUND_HEADER: &str = "x-metcon-background";
+
 pub async fn authenticate(
     parts: &Parts,
     state: &AppState,
@@ -309,7 +315,8 @@ pub async fn authenticate(
     // Writing last_seen on every request would serialize reads behind the writer; a
     // granularity of a tenth of the timeout (at most a minute) is plenty.
     let granularity = std::cmp::min(idle / 10i32, time::Duration::seconds(60));
-    if now - session.last_seen > granularity {
+    let background = parts.headers.contains_key(BACKGROUND_HEADER);
+    if !background && now - session.last_seen > granularity {
         state.store.touch_session(&session.id, now).await?;
     }
     let ip = parts

@@ -321,9 +321,8 @@ pub async fn list(
     PathParams(id): PathParams<Uuid>,
 ) -> ApiResult<Json<Vec<PhotoView>>> {
     caller.require(Permission::ViewBatches)?;
-    if state.store.batch(id).await?.is_none() {
-        return Err(ApiError::not_found(format!("batch {id} does not exist")));
-    }
+    let (_, flow) = super::batches::load(&state, id).await?;
+    super::batches::require_visible(&caller.actor(), &flow)?;
     let mut out = Vec::new();
     for p in state.store.photos_for_batch(id).await? {
         out.push(view(&state, p).await?);

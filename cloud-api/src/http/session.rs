@@ -315,7 +315,10 @@ pub async fn refresh(
         .await?
         .filter(|u| u.active)
         .ok_or_else(|| ApiError::unauthorized("this account is deactivated"))?;
-    state.store.touch_session(&session.id, now).await?;
+    // A page's background poll renewing its token is not the user's activity.
+    if !headers.contains_key(super::extract::BACKGROUND_HEADER) {
+        state.store.touch_session(&session.id, now).await?;
+    }
     token_response(&state, &user, &session.id, &new_token, now)
 }
 

@@ -183,7 +183,9 @@ pub async fn get(
 }
 
 /// Change display name, role, stations or active flag. The last active admin cannot be
-/// demoted or deactivated, so the plant cannot lock itself out.
+/// demoted or deactivated, so the plant cannot lock itself out: the store checks it inside
+/// the write (`StoreError::LastAdmin`, a 409), so that two admins demoting each other at once
+/// cannot both succeed.
 #[utoipa::path(patch, path = "/api/users/{id}", tag = "users", request_body = UpdateUser, responses((status = 200, body = UserView)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -209,22 +211,6 @@ pub async fn update(
     }
     if let Some(a) = req.active {
         user.active = a;
-    }
-    let loses_admin =
-        before.role == Role::Admin && before.active && (user.role != Role::Admin || !user.active);
-    if loses_admin {
-        let admins = state
-            .store
-            .list_users()
-            .await?
-            .iter()
-            .filter(|u| u.role == Role::Admin && u.active)
-            .count();
-        if admins <= 1 {
-            return Err(ApiError::conflict(
-                "this is the last active admin; make another admin first",
-            ));
-        }
     }
     let now = OffsetDateTime::now_utc();
     user.updated_at = now;
@@ -255,7 +241,10 @@ pub async fn update(
             caller.ip.clone(),
         ));
     }
-    state.store.update_user(&user, &entries).await?;
+    state
+        .store
+        .update_user(&user, before.updated_at, &entries)
+        .await?;
     if !user.active {
         state.store.revoke_user_sessions(&user.id, now).await?;
     }
@@ -272,6 +261,7 @@ pub async fn reset_password(
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::ManageUsers)?;
     let mut user = load(&state, &id).await?;
+    let expected = user.updated_at;
     user.password_hash = hash_password(req.password).await?;
     let now = OffsetDateTime::now_utc();
     user.updated_at = now;
@@ -282,7 +272,7 @@ pub async fn reset_password(
         json!({}),
         caller.ip.clone(),
     );
-    state.store.update_user(&user, &[a]).await?;
+    state.store.update_user(&user, expected, &[a]).await?;
     state.store.revoke_user_sessions(&user.id, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -121,6 +121,18 @@ impl Image {
         ocr: Option<OcrResult>,
     ) -> PhotoRecord {
         PhotoRecord {
+            batch_id: Some(batch_id),
+            step_id: Some(step_id.to_string()),
+            event_seq,
+            ocr,
+            ..self.unbound(source, time::OffsetDateTime::now_utc())
+        }
+    }
+
+    /// A record of this photo that belongs to no batch, as of `at`: a device frame that came
+    /// with a reading nothing was armed for.
+    pub fn unbound(&self, source: PhotoSource, at: time::OffsetDateTime) -> PhotoRecord {
+        PhotoRecord {
             id: uuid::Uuid::new_v4(),
             sha256: self.sha256(),
             content_type: self.content_type.to_string(),
@@ -129,11 +141,11 @@ impl Image {
             height: self.decoded.height(),
             exif: exif::fields(&self.bytes),
             source,
-            batch_id: Some(batch_id),
-            step_id: Some(step_id.to_string()),
-            event_seq,
-            ocr,
-            uploaded_at: time::OffsetDateTime::now_utc(),
+            batch_id: None,
+            step_id: None,
+            event_seq: None,
+            ocr: None,
+            uploaded_at: at,
         }
     }
 }

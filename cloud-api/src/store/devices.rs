@@ -250,8 +250,15 @@ pub trait DeviceStore: Send + Sync {
     // --- registry ----------------------------------------------------------------------
     /// `Duplicate` if the id exists.
     async fn create_device(&self, device: &Device, audit: &[NewAudit]) -> StoreResult<()>;
-    /// Replaces the device record; `NotFound` if it does not exist.
-    async fn update_device(&self, device: &Device, audit: &[NewAudit]) -> StoreResult<()>;
+    /// Replaces the device record, if it is still the one changed: `expected` is the
+    /// `updated_at` it was read with; another writer since is a `Conflict` (a region saved
+    /// beside a revoke must not write `active` back). `NotFound` if it does not exist.
+    async fn update_device(
+        &self,
+        device: &Device,
+        expected: OffsetDateTime,
+        audit: &[NewAudit],
+    ) -> StoreResult<()>;
     async fn device(&self, id: &str) -> StoreResult<Option<Device>>;
     async fn list_devices(&self) -> StoreResult<Vec<Device>>;
     /// All keys of a device, oldest first.

@@ -50,6 +50,11 @@ pub enum StoreError {
     Duplicate(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// The change would leave no active admin: nobody could manage users any more. Checked
+    /// inside the write, so two admins demoting each other at the same moment cannot both
+    /// succeed.
+    #[error("this is the last active admin; make another admin first")]
+    LastAdmin,
     /// Stored data that does not decode: corruption or a foreign writer.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -72,7 +77,17 @@ pub trait Store:
 
     // --- users -------------------------------------------------------------------------
     async fn create_user(&self, user: &User, audit: &[NewAudit]) -> StoreResult<()>;
-    async fn update_user(&self, user: &User, audit: &[NewAudit]) -> StoreResult<()>;
+    /// Replaces a user's record, if it is still the one changed: `expected` is the
+    /// `updated_at` it was read with, and another writer since then is a
+    /// [`StoreError::Conflict`] (a rename must never write back the password hash a reset
+    /// just replaced). Refused with [`StoreError::LastAdmin`] when the user was an active
+    /// admin and no active admin would be left.
+    async fn update_user(
+        &self,
+        user: &User,
+        expected: OffsetDateTime,
+        audit: &[NewAudit],
+    ) -> StoreResult<()>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
     async fn list_users(&self) -> StoreResult<Vec<User>>;

@@ -163,6 +163,8 @@ pub struct AuditFilter {
     pub action: Option<String>,
     /// Targets containing this text, e.g. `B-2026-0001` or `user:alice`.
     pub target: Option<String>,
+    /// `target` is the whole target, not a part of it: `user:ann` is not `user:anna`.
+    pub target_exact: bool,
     /// From the start of this UTC day.
     pub from: Option<time::Date>,
     /// To the end of this UTC day.

@@ -555,25 +555,51 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_user(&self, u: &User, audit: &[NewAudit]) -> StoreResult<()> {
+    async fn update_user(
+        &self,
+        u: &User,
+        expected: OffsetDateTime,
+        audit: &[NewAudit],
+    ) -> StoreResult<()> {
         let (u, audit) = (u.clone(), audit.to_vec());
         self.write(move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE users SET display_name = ?2, role = ?3, stations = ?4, active = ?5, password_hash = ?6, updated_at = ?7 WHERE id = ?1",
-                    params![
-                        u.id,
-                        u.display_name,
-                        u.role.as_str(),
-                        serde_json::to_string(&u.stations).map_err(backend)?,
-                        u.active as i64,
-                        u.password_hash,
-                        ts(u.updated_at)
-                    ],
+            let before: Option<(bool, String)> = tx
+                .query_row(
+                    "SELECT role = 'admin' AND active = 1, updated_at FROM users WHERE id = ?1",
+                    params![u.id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(map_sql)?;
+            let Some((was_admin, updated_at)) = before else {
+                return Err(StoreError::NotFound(format!("user {}", u.id)));
+            };
+            if updated_at != ts(expected) {
+                return Err(StoreError::Conflict);
+            }
+            tx.execute(
+                "UPDATE users SET display_name = ?2, role = ?3, stations = ?4, active = ?5, password_hash = ?6, updated_at = ?7 WHERE id = ?1",
+                params![
+                    u.id,
+                    u.display_name,
+                    u.role.as_str(),
+                    serde_json::to_string(&u.stations).map_err(backend)?,
+                    u.active as i64,
+                    u.password_hash,
+                    ts(u.updated_at)
+                ],
+            )
+            .map_err(map_sql)?;
+            // The writer is single, so this count is the truth at commit.
+            let admins_left: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = 1",
+                    [],
+                    |r| r.get(0),
                 )
                 .map_err(map_sql)?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!("user {}", u.id)));
+            if was_admin && admins_left == 0 {
+                return Err(StoreError::LastAdmin);
             }
             append_audit_tx(tx, &audit)?;
             Ok(())
@@ -1249,9 +1275,13 @@ impl Store for SqliteStore {
         if let Some(a) = &filter.action {
             arg(&mut sql, " AND action = ?", Sql::Text(a.clone()));
         }
-        if let Some(t) = &filter.target {
+        match &filter.target {
+            Some(t) if filter.target_exact => {
+                arg(&mut sql, " AND target = ?", Sql::Text(t.clone()));
+            }
             // instr: a plain, case-sensitive substring (LIKE would treat % and _ as patterns).
-            arg(&mut sql, " AND instr(target, ?) > 0", Sql::Text(t.clone()));
+            Some(t) => arg(&mut sql, " AND instr(target, ?) > 0", Sql::Text(t.clone())),
+            None => {}
         }
         let (lower, upper) = filter.day_bounds();
         if let Some(l) = lower {

@@ -247,9 +247,27 @@ impl DeviceStore for SqliteStore {
         .await
     }
 
-    async fn update_device(&self, device: &Device, audit: &[NewAudit]) -> StoreResult<()> {
+    async fn update_device(
+        &self,
+        device: &Device,
+        expected: OffsetDateTime,
+        audit: &[NewAudit],
+    ) -> StoreResult<()> {
         let (d, audit) = (device.clone(), audit.to_vec());
         self.write(move |tx| {
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT updated_at FROM devices WHERE id = ?1",
+                    [d.id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match stored {
+                None => return Err(StoreError::NotFound(format!("device {}", d.id))),
+                Some(at) if at != ts(expected) => return Err(StoreError::Conflict),
+                Some(_) => {}
+            }
             upsert_device_tx(tx, &d, false)?;
             append_audit_tx(tx, &audit)?;
             Ok(())

@@ -36,6 +36,8 @@ struct Params {
     actor: Option<String>,
     action: Option<String>,
     target: Option<String>,
+    /// The target is whole (`1`, the checkbox's value), not a part.
+    exact: Option<String>,
     from: Option<String>,
     to: Option<String>,
     before: Option<String>,
@@ -47,6 +49,7 @@ fn filters_of(p: &Params) -> AuditFilters {
         actor: f(&p.actor),
         action: f(&p.action),
         target: f(&p.target),
+        exact: p.exact.as_deref().is_some_and(|v| !v.trim().is_empty()),
         from: f(&p.from),
         to: f(&p.to),
     }
@@ -54,10 +57,16 @@ fn filters_of(p: &Params) -> AuditFilters {
 
 /// `/audit` with these filters (empty ones left out) and, for an older page, `before`.
 pub fn link(f: &AuditFilters, before: Option<u64>) -> String {
+    let exact = if f.exact && !f.target.is_empty() {
+        "1".to_string()
+    } else {
+        String::new()
+    };
     let mut parts: Vec<String> = [
         ("actor", &f.actor),
         ("action", &f.action),
         ("target", &f.target),
+        ("exact", &exact),
         ("from", &f.from),
         ("to", &f.to),
     ]
@@ -161,7 +170,11 @@ fn entry(f: &AuditFilters, r: AuditRecord) -> AuditEntry {
         time: format::time(e.at),
         actor_link: only(&|f| f.actor = e.actor.clone()),
         action_link: only(&|f| f.action = e.action.clone()),
-        target_link: only(&|f| f.target = e.target.clone()),
+        // A row's target is a whole one: `user:ann` must not bring `user:anna` along.
+        target_link: only(&|f| {
+            f.target = e.target.clone();
+            f.exact = true;
+        }),
         details: details(&e.details),
         ip: e.ip.unwrap_or_default(),
         actor: e.actor,
@@ -172,12 +185,23 @@ fn entry(f: &AuditFilters, r: AuditRecord) -> AuditEntry {
 
 pub async fn page(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> UiResult {
     viewer.require(Permission::ViewAudit)?;
-    let params = Query::<Params>::try_from_uri(&uri)
-        .map(|Query(p)| p)
-        .unwrap_or_default();
-    let filters = filters_of(&params);
     let mut notice: Option<Notice> = None;
     let mut status = StatusCode::OK;
+    // A query the page cannot read (a field given twice, say) shows the newest entries and
+    // says so, instead of quietly dropping the filters.
+    let params = match Query::<Params>::try_from_uri(&uri) {
+        Ok(Query(p)) => p,
+        Err(e) => {
+            let e = ApiError::unprocessable(format!(
+                "the filters could not be read ({}); showing every entry",
+                e.body_text()
+            ));
+            status = e.status;
+            notice = Some(problem(&e));
+            Params::default()
+        }
+    };
+    let filters = filters_of(&params);
     let before = match params
         .before
         .as_deref()
@@ -204,6 +228,7 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer, uri: Uri) -> Ui
         actor: Some(filters.actor.clone()),
         action: Some(filters.action.clone()),
         target: Some(filters.target.clone()),
+        exact: Some(filters.exact),
         from: Some(filters.from.clone()),
         to: Some(filters.to.clone()),
         after: None,
@@ -290,6 +315,18 @@ mod tests {
             "/audit?actor=admin&target=user%3Aolga%26x%3D1&from=2026-12-01&before=51"
         );
         assert_eq!(link(&AuditFilters::default(), None), "/audit");
+        let whole = AuditFilters {
+            target: "user:ann".into(),
+            exact: true,
+            ..AuditFilters::default()
+        };
+        assert_eq!(link(&whole, None), "/audit?target=user%3Aann&exact=1");
+        // Without a target there is nothing to match exactly.
+        let nothing = AuditFilters {
+            exact: true,
+            ..AuditFilters::default()
+        };
+        assert_eq!(link(&nothing, None), "/audit");
         assert_eq!(link(&AuditFilters::default(), Some(3)), "/audit?before=3");
     }
 

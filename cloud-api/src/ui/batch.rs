@@ -102,17 +102,7 @@ async fn show_page(
     unreadable_photo: Option<String>,
 ) -> UiResult {
     let v = load(state, viewer, id).await?;
-    let flow = api::pinned_flow(state, &v.batch.flow_id, v.batch.flow_version)
-        .await
-        .map_err(|e| viewer.fail(e))?;
-    let photos = evidence::visible_photos(
-        state,
-        viewer,
-        id,
-        &flow.content,
-        v.current_station.as_deref(),
-    )
-    .await?;
+    let photos = evidence::photos_of(state, viewer, id).await?;
     let mut groups = evidence::groups(id, &v.events, &v.batch.flags, &photos);
     let actor = viewer.caller.actor();
     let executes = viewer.can(Permission::ExecuteSteps);

@@ -115,8 +115,10 @@ pub(crate) fn parse(f: &CalibrationForm) -> Result<CalibrationRequest, Vec<Strin
             None
         }
     };
+    // No default: a record that says "pass" makes the scale fit to decide mass checks, so
+    // whoever records it must have said so.
     let outcome = match f.outcome.as_str() {
-        "pass" | "" => Some(CalibrationOutcome::Pass),
+        "pass" => Some(CalibrationOutcome::Pass),
         "fail" => Some(CalibrationOutcome::Fail),
         _ => {
             problems.push("Outcome: choose pass or fail".to_string());
@@ -389,6 +391,14 @@ mod tests {
         );
         assert!(p[2].starts_with("Next due:"), "{p:?}");
         assert!(p[3].starts_with("Certificate number"), "{p:?}");
+        let unsaid = CalibrationForm {
+            outcome: String::new(),
+            ..good()
+        };
+        assert_eq!(
+            parse(&unsaid).expect_err("refused"),
+            vec!["Outcome: choose pass or fail".to_string()]
+        );
     }
 
     #[test]

@@ -5,16 +5,15 @@
 //! blob store (a local folder or S3): the page's CSP stays `default-src 'self'` with no
 //! bucket origin in it, the URL does not expire (so the polled approval queue's HTML is
 //! stable and the browser's cache works), and every request checks the viewer's session and
-//! access to the batch. A photo may be seen by whoever may view its batch: any role with
-//! `ViewBatches`, and for operators only at their stations (the batch's current station, as
-//! the batch list scopes them, or the station of the step the photo was taken at).
+//! access to the batch. A photo may be seen by whoever may view its batch
+//! (`http::batches::require_visible`, the same rule as the API's: operators, the batches of
+//! pipelines through their stations).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use metcon_shared::batch::{BatchEvent, Flag, FlagKind, RecordedEvent, StepPayload};
-use metcon_shared::flow::FlowContent;
 use metcon_shared::mass::MassUnit;
-use metcon_shared::role::{Permission, Role};
+use metcon_shared::role::Permission;
 use metcon_web::pages::{EvidenceGroup, EvidencePhoto, OcrView};
 use uuid::Uuid;
 
@@ -35,56 +34,18 @@ pub fn url(batch_id: Uuid, photo_id: Uuid) -> String {
     format!("/batches/{batch_id}/photos/{photo_id}")
 }
 
-/// Whether a user of `role` working at `stations` may see a photo of a batch now at
-/// `current_station`, taken at a step of `step_station`.
-pub(super) fn may_view(
-    role: Role,
-    stations: &[String],
-    current_station: Option<&str>,
-    step_station: Option<&str>,
-) -> bool {
-    if !role.allows(Permission::ViewBatches) {
-        return false;
-    }
-    if role != Role::Operator {
-        return true;
-    }
-    [current_station, step_station]
-        .into_iter()
-        .flatten()
-        .any(|st| stations.iter().any(|mine| mine == st))
-}
-
-/// The station whose step `step_id` is.
-fn station_of<'a>(flow: &'a FlowContent, step_id: &str) -> Option<&'a str> {
-    flow.stations
-        .iter()
-        .find(|s| s.steps.iter().any(|st| st.step_id == step_id))
-        .map(|s| s.station_id.as_str())
-}
-
-/// The photos of batch `id` (now at `current_station`, on its pinned `flow`) the viewer
-/// may see, oldest first.
-pub(super) async fn visible_photos(
+/// The photos of batch `id`, oldest first. The caller has already been let see the batch
+/// (`api::get` checks it), and a batch's photos are as visible as its page.
+pub(super) async fn photos_of(
     state: &AppState,
     viewer: &Viewer,
     id: Uuid,
-    flow: &FlowContent,
-    current_station: Option<&str>,
 ) -> UiResult<Vec<PhotoRecord>> {
-    let u = &viewer.caller.user;
-    let photos = state
+    state
         .store
         .photos_for_batch(id)
         .await
-        .map_err(|e| viewer.fail(e.into()))?;
-    Ok(photos
-        .into_iter()
-        .filter(|p| {
-            let step_station = p.step_id.as_deref().and_then(|s| station_of(flow, s));
-            may_view(u.role, &u.stations, current_station, step_station)
-        })
-        .collect())
+        .map_err(|e| viewer.fail(e.into()))
 }
 
 /// The image bytes of one photo, streamed from the blob store, after checking that the
@@ -117,21 +78,7 @@ pub async fn photo(
     let flow = api::pinned_flow(&state, &batch.state.flow_id, batch.state.flow_version)
         .await
         .map_err(|e| viewer.fail(e))?;
-    let u = &viewer.caller.user;
-    let step_station = record
-        .step_id
-        .as_deref()
-        .and_then(|s| station_of(&flow.content, s));
-    if !may_view(
-        u.role,
-        &u.stations,
-        batch.current_station.as_deref(),
-        step_station,
-    ) {
-        return Err(viewer.fail(ApiError::forbidden(
-            "this photo belongs to a batch at a station that is not one of yours",
-        )));
-    }
+    api::require_visible(&viewer.caller.actor(), &flow).map_err(|e| viewer.fail(e))?;
     crate::http::photos::send_bytes(
         &state,
         &record.sha256,
@@ -390,6 +337,7 @@ mod tests {
     use super::*;
     use metcon_shared::batch::{EventActor, MassSource};
     use metcon_shared::mass::Mass;
+    use metcon_shared::role::Role;
     use metcon_shared::tolerance::Tolerance;
     use rust_decimal::Decimal;
     use std::collections::BTreeMap;
@@ -478,19 +426,6 @@ mod tests {
             raised_at: datetime!(2026-12-02 12:55:03 UTC),
             resolution: None,
         }
-    }
-
-    #[test]
-    fn operators_see_photos_only_at_their_stations_others_everywhere() {
-        let mine = vec!["receiving".to_string()];
-        let op = Role::Operator;
-        assert!(may_view(op, &mine, Some("receiving"), Some("refining")));
-        assert!(may_view(op, &mine, Some("refining"), Some("receiving")));
-        assert!(may_view(op, &mine, None, Some("receiving")));
-        assert!(!may_view(op, &mine, Some("casting"), Some("casting")));
-        assert!(!may_view(op, &mine, None, None));
-        assert!(may_view(Role::Supervisor, &[], Some("casting"), None));
-        assert!(may_view(Role::Admin, &[], None, None));
     }
 
     #[test]

@@ -171,8 +171,24 @@ impl FromRequestParts<AppState> for Viewer {
         } else {
             "/".to_string()
         };
+        // A page polling in the background cannot follow a redirect to the login form (it
+        // would put that form inside itself): it is told 401 and sends the browser there.
+        let background = parts
+            .headers
+            .contains_key(crate::http::extract::BACKGROUND_HEADER);
+        let login = |next: String| {
+            if background {
+                UiError::page(
+                    StatusCode::UNAUTHORIZED,
+                    "Logged out",
+                    "the session has ended; log in again",
+                )
+            } else {
+                UiError::Login { next }
+            }
+        };
         let Some(token) = cookie(&parts.headers, ACCESS_COOKIE).filter(|t| !t.is_empty()) else {
-            return Err(UiError::Login { next });
+            return Err(login(next));
         };
         match authenticate(parts, state, token).await {
             Ok(caller) => Ok(Viewer {
@@ -188,7 +204,7 @@ impl FromRequestParts<AppState> for Viewer {
                 if renewable {
                     Err(UiError::Renew { next })
                 } else {
-                    Err(UiError::Login { next })
+                    Err(login(next))
                 }
             }
             Err(e) => Err(e.into()),

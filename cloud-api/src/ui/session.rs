@@ -144,12 +144,19 @@ pub async fn renew(
     Query(q): Query<NextQuery>,
 ) -> UiResult {
     let next = local_path(q.next.as_deref().unwrap_or("/")).to_string();
+    let background = headers.contains_key(crate::http::extract::BACKGROUND_HEADER);
     match api::refresh(State(state), client, headers, None).await {
         Ok(api_res) => {
             let mut res = Redirect::to(&next).into_response();
             copy_cookies(api_res.headers(), &mut res);
             Ok(res)
         }
+        // A poll followed the redirect here: it must not get the login form as its fragment.
+        Err(_) if background => Err(UiError::page(
+            StatusCode::UNAUTHORIZED,
+            "Logged out",
+            "the session has ended; log in again",
+        )),
         Err(_) => Err(UiError::Login { next }),
     }
 }

@@ -41,6 +41,9 @@ pub struct EnrollmentShown {
     /// What the QR code holds (`metcon-enroll:?url=…&code=…`).
     pub uri: String,
     pub qr: Option<QrSvg>,
+    /// The box would enroll over plain HTTP: the code and the broker login it gets back
+    /// travel unencrypted, so the page says to set `public_url`.
+    pub plain_http: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -212,6 +215,7 @@ mod tests {
                 command: "metcon-edge enroll --server http://x --code AAAA-BBBB-CCCC-DDDD".into(),
                 uri: "metcon-enroll:?url=http%3A%2F%2Fx&code=AAAA-BBBB-CCCC-DDDD".into(),
                 qr: QrSvg::encode("metcon-enroll:?url=http%3A%2F%2Fx&code=AAAA-BBBB-CCCC-DDDD"),
+                plain_http: true,
             }),
             readings: vec![],
             calibration: CalibrationSection {
@@ -235,6 +239,10 @@ mod tests {
         let block = &html[html.find(r#"id="enrollment""#).expect("enrollment block")..];
         assert!(block.contains("<svg "), "{block}");
         assert!(html.contains("AAAA-BBBB-CCCC-DDDD"));
+        assert!(
+            html.contains("id=\"enroll-plain-http\""),
+            "an http:// server is warned about"
+        );
         assert!(html.contains("Next due: not a date"));
         assert!(html.contains("may not decide mass checks"));
         assert!(html.contains("No frame from this device yet"));

@@ -24,6 +24,8 @@ pub struct AuditFilters {
     pub actor: String,
     pub action: String,
     pub target: String,
+    /// The target is matched whole, not as a part.
+    pub exact: bool,
     /// `YYYY-MM-DD`
     pub from: String,
     pub to: String,

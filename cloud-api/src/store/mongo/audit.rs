@@ -177,8 +177,14 @@ impl MongoStore {
         if let Some(a) = &filter.action {
             q.insert("action", a.as_str());
         }
-        if let Some(t) = &filter.target {
-            q.insert("target", doc! { "$regex": literal_regex(t) });
+        match &filter.target {
+            Some(t) if filter.target_exact => {
+                q.insert("target", t.as_str());
+            }
+            Some(t) => {
+                q.insert("target", doc! { "$regex": literal_regex(t) });
+            }
+            None => {}
         }
         let (lower, upper) = filter.day_bounds();
         let mut at = Document::new();

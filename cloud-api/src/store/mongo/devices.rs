@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::codec::*;
-use super::txn::{dup, transaction, Abort};
+use super::txn::{conflict_or_missing, dup, transaction, Abort};
 use super::MongoStore;
 use crate::store::devices::*;
 use crate::store::{BatchRecord, NewAudit, StoreError, StoreResult};
@@ -187,8 +187,19 @@ impl MongoStore {
         Ok(())
     }
 
-    async fn write_device(&self, d: &Device, insert: bool, audit: &[NewAudit]) -> StoreResult<()> {
+    /// Inserts, or replaces the record last written at `expected` (else `Conflict`).
+    async fn write_device(
+        &self,
+        d: &Device,
+        expected: Option<OffsetDateTime>,
+        audit: &[NewAudit],
+    ) -> StoreResult<()> {
         let doc = device_doc(d)?;
+        let insert = expected.is_none();
+        let filter = match expected {
+            Some(at) => doc! { "_id": d.id.as_str(), "updated_at": ts(at) },
+            None => doc! {},
+        };
         transaction!(self, |s| {
             if insert {
                 self.c
@@ -201,14 +212,15 @@ impl MongoStore {
                 let r = self
                     .c
                     .devices
-                    .replace_one(doc! { "_id": d.id.as_str() }, doc.clone())
+                    .replace_one(filter.clone(), doc.clone())
                     .session(&mut s)
                     .await?;
                 if r.matched_count == 0 {
-                    return Err(Abort::Store(StoreError::NotFound(format!(
-                        "device {}",
-                        d.id
-                    ))));
+                    let id = d.id.as_str();
+                    return Err(conflict_or_missing(&self.c.devices, &mut s, id, || {
+                        format!("device {id}")
+                    })
+                    .await);
                 }
             }
             self.append_audit_tx(&mut s, audit).await?;
@@ -220,11 +232,16 @@ impl MongoStore {
 #[async_trait]
 impl DeviceStore for MongoStore {
     async fn create_device(&self, device: &Device, audit: &[NewAudit]) -> StoreResult<()> {
-        self.write_device(device, true, audit).await
+        self.write_device(device, None, audit).await
     }
 
-    async fn update_device(&self, device: &Device, audit: &[NewAudit]) -> StoreResult<()> {
-        self.write_device(device, false, audit).await
+    async fn update_device(
+        &self,
+        device: &Device,
+        expected: OffsetDateTime,
+        audit: &[NewAudit],
+    ) -> StoreResult<()> {
+        self.write_device(device, Some(expected), audit).await
     }
 
     async fn device(&self, id: &str) -> StoreResult<Option<Device>> {

@@ -262,8 +262,13 @@ impl Store for MongoStore {
     async fn create_user(&self, user: &User, audit: &[NewAudit]) -> StoreResult<()> {
         self.insert_user(user, audit).await
     }
-    async fn update_user(&self, user: &User, audit: &[NewAudit]) -> StoreResult<()> {
-        self.replace_user(user, audit).await
+    async fn update_user(
+        &self,
+        user: &User,
+        expected: OffsetDateTime,
+        audit: &[NewAudit],
+    ) -> StoreResult<()> {
+        self.replace_user(user, expected, audit).await
     }
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
         self.find_user(doc! { "_id": id }).await

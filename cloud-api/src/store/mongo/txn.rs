@@ -63,6 +63,25 @@ pub(crate) fn dup(what: impl FnOnce() -> String) -> impl FnOnce(Error) -> Abort 
     }
 }
 
+/// Why a conditional write to record `id` matched nothing: it exists, so someone changed it
+/// first (`Conflict`), or it does not (`NotFound` of `what`).
+pub(crate) async fn conflict_or_missing(
+    coll: &mongodb::Collection<mongodb::bson::Document>,
+    s: &mut ClientSession,
+    id: &str,
+    what: impl FnOnce() -> String,
+) -> Abort {
+    match coll
+        .find_one(mongodb::bson::doc! { "_id": id })
+        .session(s)
+        .await
+    {
+        Ok(Some(_)) => Abort::Store(StoreError::Conflict),
+        Ok(None) => Abort::Store(StoreError::NotFound(what())),
+        Err(e) => Abort::Mongo(e),
+    }
+}
+
 pub(crate) fn is_transient(e: &Error) -> bool {
     e.contains_label(TRANSIENT_TRANSACTION_ERROR)
         || super::codec::error_code(e) == Some(WRITE_CONFLICT)

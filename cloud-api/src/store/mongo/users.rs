@@ -2,11 +2,12 @@
 //! one document) on MongoDB.
 
 use futures_util::TryStreamExt;
+use metcon_shared::role::Role;
 use mongodb::bson::{doc, Document};
 use time::OffsetDateTime;
 
 use super::codec::*;
-use super::txn::{dup, transaction, Abort};
+use super::txn::{conflict_or_missing, dup, transaction, Abort};
 use super::MongoStore;
 use crate::store::{NewAudit, StoreError, StoreResult, User};
 
@@ -63,7 +64,13 @@ impl MongoStore {
         })
     }
 
-    pub(super) async fn replace_user(&self, u: &User, audit: &[NewAudit]) -> StoreResult<()> {
+    pub(super) async fn replace_user(
+        &self,
+        u: &User,
+        expected: OffsetDateTime,
+        audit: &[NewAudit],
+    ) -> StoreResult<()> {
+        let expected = ts(expected);
         let set = doc! {
             "display_name": &u.display_name,
             "role": u.role.as_str(),
@@ -72,15 +79,39 @@ impl MongoStore {
             "password_hash": &u.password_hash,
             "updated_at": ts(u.updated_at),
         };
+        let admin = doc! { "role": Role::Admin.as_str(), "active": true };
         transaction!(self, |s| {
-            let r = self
+            let Some(before) = self
                 .c
                 .users
-                .update_one(doc! { "_id": &u.id }, doc! { "$set": set.clone() })
+                .find_one_and_update(
+                    doc! { "_id": &u.id, "updated_at": &expected },
+                    doc! { "$set": set.clone() },
+                )
                 .session(&mut s)
-                .await?;
-            if r.matched_count == 0 {
-                return Err(Abort::Store(StoreError::NotFound(format!("user {}", u.id))));
+                .await?
+            else {
+                return Err(conflict_or_missing(&self.c.users, &mut s, &u.id, || {
+                    format!("user {}", u.id)
+                })
+                .await);
+            };
+            let was_admin = before
+                .get_str("role")
+                .is_ok_and(|r| r == Role::Admin.as_str())
+                && before.get_bool("active").unwrap_or(false);
+            // Read in the transaction's snapshot. Two demotions at once both write the
+            // audit head below, so one of them is retried and then sees the other's.
+            if was_admin
+                && self
+                    .c
+                    .users
+                    .count_documents(admin.clone())
+                    .session(&mut s)
+                    .await?
+                    == 0
+            {
+                return Err(Abort::Store(StoreError::LastAdmin));
             }
             self.append_audit_tx(&mut s, audit).await?;
             Ok(())

@@ -267,17 +267,24 @@ pub(in crate::ui) async fn device_page(
         .map_err(fail)?;
     let mut region = extras.region.unwrap_or_else(|| editor(&d));
     region.current = region_text(d.camera_region.as_ref());
-    region.frame = latest.map(|p| FrameView {
-        url: format!("/admin/devices/{id}/frame?photo={}", p.id),
-        width: p.width,
-        height: p.height,
-        caption: match &p.source {
-            crate::store::photos::PhotoSource::Device { seq, .. } => {
-                format!("frame of reading {seq}, {}", format::time(p.uploaded_at))
-            }
-            crate::store::photos::PhotoSource::Upload { .. } => format::time(p.uploaded_at),
-        },
-    });
+    region.frame = latest
+        .map(|f| (f.kept, f.photo))
+        .map(|(kept, p)| FrameView {
+            // A frame that is not kept has no id: the route serves the newest one.
+            url: if kept {
+                format!("/admin/devices/{id}/frame?photo={}", p.id)
+            } else {
+                format!("/admin/devices/{id}/frame")
+            },
+            width: p.width,
+            height: p.height,
+            caption: match &p.source {
+                crate::store::photos::PhotoSource::Device { seq, .. } => {
+                    format!("frame of reading {seq}, {}", format::time(p.uploaded_at))
+                }
+                crate::store::photos::PhotoSource::Upload { .. } => format::time(p.uploaded_at),
+            },
+        });
     let now = OffsetDateTime::now_utc();
     let page = DevicePage {
         layout: viewer.layout(&format!("Device {}", d.device_id), notice),
@@ -331,7 +338,9 @@ pub async fn frame(
     viewer.require(Permission::ManageDevices)?;
     let found = match q.photo {
         Some(p) => devices_api::frame_photo(&state, &viewer.caller, &id, p).await,
-        None => devices_api::latest_frame(&state, &viewer.caller, &id).await,
+        None => devices_api::latest_frame(&state, &viewer.caller, &id)
+            .await
+            .map(|f| f.map(|f| f.photo)),
     };
     let photo = found.map_err(|e| viewer.fail(e))?.ok_or_else(|| {
         UiError::page(

@@ -102,6 +102,7 @@ pub(super) fn shown(
         device_id: device_id.to_string(),
         command: format!("metcon-edge enroll --server {server} --code {code}"),
         qr: QrSvg::encode(&uri),
+        plain_http: server.starts_with("http://"),
         uri,
         code,
         expires,
