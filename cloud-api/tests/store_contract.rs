@@ -116,6 +116,7 @@ contract!(
     the_latest_frame_of_a_device_is_found,
     the_audit_search_filters_and_pages_newest_first,
     two_admins_demoting_each_other_at_once_leave_one,
+    a_new_password_or_deactivation_ends_the_sessions_in_the_same_write,
 );
 
 /// The start-up check on a real wire-protocol server: a standalone one (no replica set in its
@@ -435,6 +436,57 @@ fn token(hash: &str, session: &str, expires: OffsetDateTime) -> RefreshToken {
         user_id: "id-bob".into(),
         expires_at: expires,
     }
+}
+
+async fn a_new_password_or_deactivation_ends_the_sessions_in_the_same_write(s: Arc<dyn Store>) {
+    let bob = user("bob", Role::Operator);
+    s.create_user(&bob, &[]).await.unwrap();
+    let later = T0 + Duration::hours(12);
+    let open = |s: Arc<dyn Store>, id: &'static str| async move {
+        s.session(id).await.unwrap().unwrap().revoked_at.is_none()
+    };
+    s.create_session(&session("s1", "id-bob"), &token("t1", "s1", later))
+        .await
+        .unwrap();
+    // A rename leaves the session open.
+    let renamed = User {
+        display_name: "Robert".into(),
+        updated_at: T0 + Duration::minutes(1),
+        ..bob.clone()
+    };
+    s.update_user(&renamed, bob.updated_at, &[]).await.unwrap();
+    assert!(open(s.clone(), "s1").await);
+    // A new password ends it, at the change's time.
+    let reset = User {
+        password_hash: "$argon2id$new".into(),
+        updated_at: T0 + Duration::minutes(2),
+        ..renamed.clone()
+    };
+    s.update_user(
+        &reset,
+        renamed.updated_at,
+        &[audit("password_reset", "user:bob")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.session("s1").await.unwrap().unwrap().revoked_at,
+        Some(reset.updated_at)
+    );
+    // So does a deactivation; a refused change ends nothing.
+    s.create_session(&session("s2", "id-bob"), &token("t2", "s2", later))
+        .await
+        .unwrap();
+    let off = User {
+        active: false,
+        updated_at: T0 + Duration::minutes(3),
+        ..reset.clone()
+    };
+    let e = s.update_user(&off, bob.updated_at, &[]).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict), "{e:?}");
+    assert!(open(s.clone(), "s2").await);
+    s.update_user(&off, reset.updated_at, &[]).await.unwrap();
+    assert!(!open(s.clone(), "s2").await);
 }
 
 async fn sessions_touch_revoke_and_rotate(s: Arc<dyn Store>) {

@@ -245,9 +245,6 @@ pub async fn update(
         .store
         .update_user(&user, before.updated_at, &entries)
         .await?;
-    if !user.active {
-        state.store.revoke_user_sessions(&user.id, now).await?;
-    }
     Ok(Json(UserView::from(&user)))
 }
 
@@ -272,7 +269,7 @@ pub async fn reset_password(
         json!({}),
         caller.ip.clone(),
     );
+    // The store ends the sessions in the same write.
     state.store.update_user(&user, expected, &[a]).await?;
-    state.store.revoke_user_sessions(&user.id, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -81,7 +81,9 @@ pub trait Store:
     /// `updated_at` it was read with, and another writer since then is a
     /// [`StoreError::Conflict`] (a rename must never write back the password hash a reset
     /// just replaced). Refused with [`StoreError::LastAdmin`] when the user was an active
-    /// admin and no active admin would be left.
+    /// admin and no active admin would be left. A new password hash or a deactivation ends
+    /// the user's sessions (revoked at the record's `updated_at`) in the same write, so no
+    /// session outlives either.
     async fn update_user(
         &self,
         user: &User,

@@ -563,15 +563,15 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let (u, audit) = (u.clone(), audit.to_vec());
         self.write(move |tx| {
-            let before: Option<(bool, String)> = tx
+            let before: Option<(bool, String, String)> = tx
                 .query_row(
-                    "SELECT role = 'admin' AND active = 1, updated_at FROM users WHERE id = ?1",
+                    "SELECT role = 'admin' AND active = 1, updated_at, password_hash FROM users WHERE id = ?1",
                     params![u.id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .map_err(map_sql)?;
-            let Some((was_admin, updated_at)) = before else {
+            let Some((was_admin, updated_at, old_hash)) = before else {
                 return Err(StoreError::NotFound(format!("user {}", u.id)));
             };
             if updated_at != ts(expected) {
@@ -600,6 +600,13 @@ impl Store for SqliteStore {
                 .map_err(map_sql)?;
             if was_admin && admins_left == 0 {
                 return Err(StoreError::LastAdmin);
+            }
+            if !u.active || u.password_hash != old_hash {
+                tx.execute(
+                    "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+                    params![u.id, ts(u.updated_at)],
+                )
+                .map_err(backend)?;
             }
             append_audit_tx(tx, &audit)?;
             Ok(())

@@ -113,6 +113,16 @@ impl MongoStore {
             {
                 return Err(Abort::Store(StoreError::LastAdmin));
             }
+            if !u.active || before.get_str("password_hash").ok() != Some(u.password_hash.as_str()) {
+                self.c
+                    .sessions
+                    .update_many(
+                        doc! { "user_id": &u.id, "revoked_at": mongodb::bson::Bson::Null },
+                        doc! { "$set": { "revoked_at": ts(u.updated_at) } },
+                    )
+                    .session(&mut s)
+                    .await?;
+            }
             self.append_audit_tx(&mut s, audit).await?;
             Ok(())
         })
