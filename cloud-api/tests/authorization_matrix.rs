@@ -1110,6 +1110,56 @@ async fn snapshot(w: &World, id: &str) -> (u64, usize) {
 }
 
 #[tokio::test]
+async fn a_supervisor_calibrates_only_the_scales_of_their_own_stations() {
+    let w = World::new().await;
+    let device = new_device(&w, 1, false).await;
+    must(
+        &w,
+        Method::POST,
+        "/api/users",
+        &w.admin,
+        json!({ "username": "lab-sup", "password": PASSWORD, "role": "supervisor", "stations": ["lab"] }),
+        201,
+    )
+    .await;
+    let outsider = w.app.login("lab-sup", PASSWORD).await;
+    let path = format!("/api/devices/{device}/calibrations");
+    let r = send(
+        &w.app,
+        Method::POST,
+        &path,
+        Some(&outsider),
+        Some(calibration_body()),
+    )
+    .await;
+    check_problem(&r, StatusCode::FORBIDDEN).unwrap();
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not one of yours"),
+        "{}",
+        r.body
+    );
+    let (_, list) = w.app.get(&path, &w.admin).await;
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(0),
+        "nothing stored: {list}"
+    );
+    // The supervisor of every station may.
+    must(
+        &w,
+        Method::POST,
+        &path,
+        &w.supervisor,
+        calibration_body(),
+        201,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn an_operator_sees_only_the_batches_of_pipelines_through_their_stations() {
     let w = World::new().await;
     w.publish_gold_flow().await;

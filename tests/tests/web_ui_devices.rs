@@ -541,7 +541,7 @@ async fn operators_are_refused_and_supervisors_record_calibrations_from_their_sc
     sup.open("/admin/devices/scale-01").await.unwrap();
     sup.wait_text("Not allowed", WAIT).await.unwrap();
     sup.click("nav a[href='/scales']").await.unwrap();
-    sup.wait_text("Calibration status of every device", WAIT)
+    sup.wait_text("Calibration status of the scales at your stations", WAIT)
         .await
         .unwrap();
     sup.click("#scale-scale-01 a").await.unwrap();

@@ -945,7 +945,15 @@ pub async fn add_calibration(
     Body(req): Body<CalibrationRequest>,
 ) -> ApiResult<(StatusCode, Json<CalibrationRecord>)> {
     caller.require(Permission::RecordCalibration)?;
-    let _ = load(&state, &id).await?;
+    let device = load(&state, &id).await?;
+    // A calibration decides whether the scale may decide mass checks: supervisors vouch for
+    // the scales of their own stations only (admins for any).
+    if !caller.actor().may_operate_at(&device.station_id) {
+        return Err(ApiError::forbidden(format!(
+            "device {id} is at station {}, which is not one of yours",
+            device.station_id
+        )));
+    }
     let now = OffsetDateTime::now_utc();
     let mut problems = Vec::new();
     if req.reference.trim().is_empty() {

@@ -230,9 +230,10 @@ pub async fn scales(State(state): State<AppState>, viewer: Viewer) -> UiResult {
     let axum::Json(list) = devices_api::list(State(state.clone()), viewer.caller.clone())
         .await
         .map_err(|e| viewer.fail(e))?;
+    let actor = viewer.caller.actor();
     let scales = list
         .into_iter()
-        .filter(|d| d.state != "revoked")
+        .filter(|d| d.state != "revoked" && actor.may_operate_at(&d.station_id))
         .map(|d| {
             let (fit, fitness) = fitness_text(d.calibration_problem.as_deref());
             ScaleRow {
