@@ -479,6 +479,15 @@ fn require(actor: &Actor, p: Permission, action: &'static str) -> Result<(), Bat
     }
 }
 
+/// Whether the value read from a photo of the scale's display differs from the signed
+/// serial value by more than `resolution` (the display's last digit): the rule behind an
+/// [`FlagKind::OcrMismatch`] flag, and what the evidence pages say about a frame.
+pub fn display_differs(serial: &Mass, display: &Mass, resolution: &Mass) -> bool {
+    let unit = serial.unit();
+    let gap = (display.to_unit(unit).value() - serial.value()).abs();
+    gap > resolution.to_unit(unit).value().abs()
+}
+
 impl BatchState {
     /// The `created` event for a new batch on `flow` (which must be startable at `now`).
     pub fn create(
@@ -739,9 +748,7 @@ impl BatchState {
                         got: "mass_check",
                     });
                 }
-                let unit = serial.unit();
-                let gap = (display.to_unit(unit).value() - serial.value()).abs();
-                if gap <= resolution.to_unit(unit).value().abs() {
+                if !display_differs(serial, display, resolution) {
                     return Ok(vec![]);
                 }
                 Ok(vec![BatchEvent::FlagRaised {

@@ -3,17 +3,21 @@
 //! → the embedded broker → `metcon-cloud` with the built-in reader. The signed serial reading
 //! completes the mass check; the frame published with it shows a different value, so the
 //! cloud raises an OCR-mismatch flag while the signed value stands. The frame is kept as the
-//! mass check's evidence with what OCR read.
+//! mass check's evidence with what OCR read. The supervisor's approval queue, in a real
+//! headless Chromium, shows the signed and the displayed value side by side with the frame.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use metcon_e2e::api::Api;
+use metcon_e2e::api::{Api, PASSWORD};
+use metcon_e2e::browser::Browser;
 use metcon_e2e::edge::Edge;
 use metcon_e2e::scale_sim::Sim;
 use metcon_e2e::{sibling_binary, Server};
 use reqwest::Method;
 use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_showing_another_value_raises_an_ocr_mismatch_and_the_signed_value_stands() {
@@ -125,6 +129,41 @@ async fn a_frame_showing_another_value_raises_an_ocr_mismatch_and_the_signed_val
         std::fs::metadata(&frame).unwrap().len(),
         p["size_bytes"].as_u64().unwrap()
     );
+    // The supervisor's approval queue, in a real Chromium: the signed reading and what the
+    // display showed, side by side, with the frame; the step runner says the same.
+    let sup = Browser::start(&server.base).await.unwrap();
+    sup.login("supervisor", PASSWORD).await.unwrap();
+    sup.open("/approvals").await.unwrap();
+    sup.wait_text("OCR mismatch", WAIT).await.unwrap();
+    let card = "#queue article";
+    assert_eq!(
+        sup.text(&format!("{card} .signed-value")).await.unwrap(),
+        "1000.20 g"
+    );
+    assert_eq!(
+        sup.text(&format!("{card} .displayed-value")).await.unwrap(),
+        format!("{shown_value} g")
+    );
+    assert!(sup
+        .text(&format!("{card} .ocr-cross-check"))
+        .await
+        .unwrap()
+        .starts_with("differs from the signed reading"));
+    let loaded = sup
+        .client
+        .execute(
+            "const i = document.querySelector(arguments[0]); i.scrollIntoView(); return new Promise(r => { const t = () => (i.complete && i.naturalWidth > 0) ? r(i.naturalWidth) : setTimeout(t, 50); t(); });",
+            vec![json!(format!("{card} img.photo"))],
+        )
+        .await
+        .unwrap();
+    assert!(loaded.as_u64().unwrap_or(0) > 0, "the frame loads: {loaded}");
+    sup.screenshots("approval-ocr-mismatch").await.unwrap();
+    sup.open(&format!("/batches/{b}")).await.unwrap();
+    let page = sup.wait_text("OCR mismatch flagged", WAIT).await.unwrap();
+    assert!(page.contains("the signed value stands"), "{page}");
+    sup.close().await.unwrap();
+
     // A supervisor clears it; the batch goes on with the signed value.
     let v = api
         .must(

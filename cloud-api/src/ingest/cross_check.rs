@@ -12,10 +12,8 @@
 use std::time::Duration;
 
 use metcon_shared::batch::BatchCommand;
-use metcon_shared::mass::Mass;
 use metcon_shared::reading::Reading;
 use metcon_shared::role::Actor;
-use rust_decimal::Decimal;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -24,7 +22,7 @@ use crate::http::batches;
 use crate::http::session::audit;
 use crate::http::AppState;
 use crate::photos::Image;
-use crate::store::photos::{OcrOutcome, PhotoSource};
+use crate::store::photos::PhotoSource;
 use crate::store::StoreError;
 
 /// How long a reading's frame may lag behind it.
@@ -98,19 +96,12 @@ pub async fn run(state: &AppState, reading: &Reading, t: &Target) -> anyhow::Res
         Some(ocr.clone()),
     );
     state.store.insert_photo(&record, &[]).await?;
-    let (OcrOutcome::Accepted, Some(value), Some(decimals)) =
-        (ocr.outcome, ocr.value, ocr.decimals)
-    else {
+    let serial = reading_mass(reading).map_err(anyhow::Error::msg)?;
+    let Some((display, resolution)) = crate::ocr::displayed(&ocr, serial.unit()) else {
         tracing::info!(device = %reading.device, seq = reading.seq, outcome = ?ocr.outcome,
-            "display not read confidently; no cross-check");
+            raw = %ocr.raw_text, "display not read confidently as a weight; no cross-check");
         return Ok(());
     };
-    let serial = reading_mass(reading).map_err(anyhow::Error::msg)?;
-    let unit = serial.unit();
-    let Ok(display) = Mass::new(value, unit) else {
-        anyhow::bail!("the display reads a negative weight ({})", ocr.raw_text);
-    };
-    let resolution = Mass::new(Decimal::new(1, decimals.min(10)), unit)?;
     let command = BatchCommand::CrossCheckDisplay {
         step_id: t.step_id.clone(),
         serial,

@@ -126,6 +126,23 @@ pub fn classify(
     }
 }
 
+/// What an accepted reading of a display says in `unit`: the value and the resolution of
+/// its last digit, as the cross-check compares them; `None` unless OCR accepted a number
+/// with its decimals (and it is not negative).
+pub fn displayed(
+    o: &OcrResult,
+    unit: metcon_shared::mass::MassUnit,
+) -> Option<(metcon_shared::mass::Mass, metcon_shared::mass::Mass)> {
+    use metcon_shared::mass::Mass;
+    let (OcrOutcome::Accepted, Some(value), Some(decimals)) = (o.outcome, o.value, o.decimals)
+    else {
+        return None;
+    };
+    let display = Mass::new(value, unit).ok()?;
+    let resolution = Mass::new(Decimal::new(1, decimals.min(10)), unit).ok()?;
+    Some((display, resolution))
+}
+
 /// Reads `image` with `reader` and classifies the answer.
 pub async fn read_and_classify(
     reader: &dyn DisplayReader,

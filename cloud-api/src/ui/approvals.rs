@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use std::collections::HashMap;
 
-use metcon_shared::batch::{BatchEvent, Flag, FlagKind};
+use metcon_shared::batch::{BatchEvent, FlagKind};
 use metcon_shared::role::Permission;
 use metcon_web::pages::{ApprovalRow, ApprovalsList, ApprovalsPage, Notice};
 use serde::Deserialize;
@@ -26,13 +26,12 @@ use crate::http::session::audit;
 use crate::http::AppState;
 use crate::store::photos::PhotoRecord;
 
-/// One queue entry. `flags` and `photos`: the flag's batch's, for the evidence photos (a
-/// device frame's cross-check outcome comes from the batch's OCR-mismatch flags).
-fn row(i: ApprovalItem, flags: &[Flag], photos: &[PhotoRecord]) -> ApprovalRow {
+/// One queue entry. `photos`: the flag's batch's, for the evidence photos.
+fn row(i: ApprovalItem, photos: &[PhotoRecord]) -> ApprovalRow {
     let group = i
         .evidence
         .as_ref()
-        .and_then(|e| evidence::group(i.batch_id, e, None, flags, photos));
+        .and_then(|e| evidence::group(i.batch_id, e, photos));
     let mismatch = i.flag.kind == FlagKind::OcrMismatch;
     let mut r = ApprovalRow {
         batch_id: i.batch_id.to_string(),
@@ -93,36 +92,28 @@ async fn items(state: &AppState, viewer: &Viewer) -> UiResult<Vec<ApprovalRow>> 
     let axum::Json(items) = api::approvals(State(state.clone()), viewer.caller.clone())
         .await
         .map_err(|e| viewer.fail(e))?;
-    // Each flagged batch's flags and photo records, once (the images themselves load
-    // lazily from the same-origin route, and only the thumbnails shown).
-    let mut batches: HashMap<Uuid, (Vec<Flag>, Vec<PhotoRecord>)> = HashMap::new();
+    // Each flagged batch's photo records, once (the images themselves load lazily from the
+    // same-origin route, and only the thumbnails shown).
+    let mut batches: HashMap<Uuid, Vec<PhotoRecord>> = HashMap::new();
     for i in &items {
         if batches.contains_key(&i.batch_id) {
             continue;
         }
-        let fail = |e: crate::store::StoreError| viewer.fail(e.into());
-        let flags = state
-            .store
-            .batch(i.batch_id)
-            .await
-            .map_err(fail)?
-            .map(|b| b.state.flags)
-            .unwrap_or_default();
         let photos = state
             .store
             .photos_for_batch(i.batch_id)
             .await
-            .map_err(fail)?;
-        batches.insert(i.batch_id, (flags, photos));
+            .map_err(|e| viewer.fail(e.into()))?;
+        batches.insert(i.batch_id, photos);
     }
     Ok(items
         .into_iter()
         .map(|i| {
-            let (flags, photos) = batches
+            let photos = batches
                 .get(&i.batch_id)
-                .map(|(f, p)| (f.as_slice(), p.as_slice()))
+                .map(Vec::as_slice)
                 .unwrap_or_default();
-            row(i, flags, photos)
+            row(i, photos)
         })
         .collect())
 }

@@ -103,7 +103,7 @@ async fn show_page(
 ) -> UiResult {
     let v = load(state, viewer, id).await?;
     let photos = evidence::photos_of(state, viewer, id).await?;
-    let mut groups = evidence::groups(id, &v.events, &v.batch.flags, &photos);
+    let mut groups = evidence::groups(id, &v.events, &photos);
     let actor = viewer.caller.actor();
     let executes = viewer.can(Permission::ExecuteSteps);
     let s = &v.batch;

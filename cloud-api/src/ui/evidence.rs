@@ -11,8 +11,8 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
-use metcon_shared::batch::{BatchEvent, Flag, FlagKind, RecordedEvent, StepPayload};
-use metcon_shared::mass::MassUnit;
+use metcon_shared::batch::{display_differs, BatchEvent, RecordedEvent, StepPayload};
+use metcon_shared::mass::{Mass, MassUnit};
 use metcon_shared::role::Permission;
 use metcon_web::pages::{EvidenceGroup, EvidencePhoto, OcrView};
 use uuid::Uuid;
@@ -167,13 +167,14 @@ pub(super) fn ocr_view(o: &OcrResult, unit: Option<MassUnit>, cross: CrossCheck)
     }
 }
 
-/// One photo as the pages show it. `mismatch`: whether an OCR-mismatch flag was raised on
-/// the reading a device frame is bound to.
+/// One photo as the pages show it. `serial`: the signed reading a device frame is evidence
+/// of, which its display is compared with by the cross-check's own rule (not inferred from
+/// whether a flag exists: the cross-check may not have run yet).
 pub(super) fn photo_view(
     batch_id: Uuid,
     p: &PhotoRecord,
     unit: Option<MassUnit>,
-    mismatch: bool,
+    serial: Option<&Mass>,
 ) -> EvidencePhoto {
     let step = p.step_id.as_deref().unwrap_or("this batch");
     let (alt, device) = match &p.source {
@@ -183,11 +184,17 @@ pub(super) fn photo_view(
         PhotoSource::Upload { .. } => (format!("Photo taken at {step}"), false),
     };
     let ocr = p.ocr.as_ref().map(|o| {
-        let cross = match (device, o.outcome, mismatch) {
-            (false, _, _) => CrossCheck::None,
-            (true, OcrOutcome::Accepted, true) => CrossCheck::Differed,
-            (true, OcrOutcome::Accepted, false) => CrossCheck::Agreed,
-            (true, _, _) => CrossCheck::NotCompared,
+        let shown = serial.and_then(|s| crate::ocr::displayed(o, s.unit()).map(|d| (s, d)));
+        let cross = match (device, shown) {
+            (false, _) => CrossCheck::None,
+            (true, Some((s, (display, resolution)))) => {
+                if display_differs(s, &display, &resolution) {
+                    CrossCheck::Differed
+                } else {
+                    CrossCheck::Agreed
+                }
+            }
+            (true, None) => CrossCheck::NotCompared,
         };
         ocr_view(o, unit, cross)
     });
@@ -227,57 +234,42 @@ fn belongs(p: &PhotoRecord, e: &RecordedEvent) -> bool {
     p.event_seq.is_none() && p.step_id.as_deref() == Some(step) && Some(p.sha256.as_str()) == sha
 }
 
-/// The evidence of event `e`, if it has photos. `flags`: the batch's flags, to tell whether
-/// a device frame's cross-check raised an OCR mismatch; `next_check`: the seq of the next
-/// mass check of the same step, if any (a later flag is about that one).
+/// The evidence of event `e`, if it has photos.
 pub(super) fn group(
     batch_id: Uuid,
     e: &RecordedEvent,
-    next_check: Option<u64>,
-    flags: &[Flag],
     photos: &[PhotoRecord],
 ) -> Option<EvidenceGroup> {
     let mine: Vec<&PhotoRecord> = photos.iter().filter(|p| belongs(p, e)).collect();
     if mine.is_empty() {
         return None;
     }
-    let (title, reading, source, unit, mismatch) = match &e.event {
+    let (title, reading, source, serial) = match &e.event {
         BatchEvent::MassChecked {
             step_id,
-            step_index,
             actual,
             source,
             ..
-        } => {
-            let mismatch = flags.iter().any(|f| {
-                f.kind == FlagKind::OcrMismatch
-                    && f.step_index == *step_index
-                    && f.flag_id > e.seq
-                    && next_check.is_none_or(|n| f.flag_id < n)
-            });
-            (
-                format!("Mass check at {step_id}"),
-                format::mass(actual),
-                format::source(source),
-                Some(actual.unit()),
-                mismatch,
-            )
-        }
+        } => (
+            format!("Mass check at {step_id}"),
+            format::mass(actual),
+            format::source(source),
+            Some(actual),
+        ),
         BatchEvent::StepCompleted { step_id, .. } => (
             format!("Photo at {step_id}"),
             String::new(),
             "photo uploaded for the step".to_string(),
             None,
-            false,
         ),
         _ => (
             format!("Event {}", e.seq),
             String::new(),
             format::event(e),
             None,
-            false,
         ),
     };
+    let unit = serial.map(Mass::unit);
     Some(EvidenceGroup {
         anchor: anchor(e.seq),
         title,
@@ -286,7 +278,7 @@ pub(super) fn group(
         at: format::time(e.at),
         photos: mine
             .into_iter()
-            .map(|p| photo_view(batch_id, p, unit, mismatch))
+            .map(|p| photo_view(batch_id, p, unit, serial))
             .collect(),
     })
 }
@@ -295,22 +287,11 @@ pub(super) fn group(
 pub(super) fn groups(
     batch_id: Uuid,
     events: &[RecordedEvent],
-    flags: &[Flag],
     photos: &[PhotoRecord],
 ) -> Vec<(u64, EvidenceGroup)> {
     events
         .iter()
-        .enumerate()
-        .filter_map(|(i, e)| {
-            let next_check = match &e.event {
-                BatchEvent::MassChecked { step_index, .. } => events[i + 1..]
-                    .iter()
-                    .find(|n| matches!(&n.event, BatchEvent::MassChecked { step_index: s, .. } if s == step_index))
-                    .map(|n| n.seq),
-                _ => None,
-            };
-            group(batch_id, e, next_check, flags, photos).map(|g| (e.seq, g))
-        })
+        .filter_map(|e| group(batch_id, e, photos).map(|g| (e.seq, g)))
         .collect()
 }
 
@@ -328,7 +309,8 @@ pub(super) fn pending(
         .rev()
         .filter(|p| p.event_seq.is_none() && p.step_id.as_deref() == Some(step_id))
         .filter(|p| !events.iter().any(|e| belongs(p, e)))
-        .map(|p| photo_view(batch_id, p, unit, false))
+        // Evidence of nothing yet: there is no signed reading to compare with.
+        .map(|p| photo_view(batch_id, p, unit, None))
         .collect()
 }
 
@@ -414,20 +396,6 @@ mod tests {
         }
     }
 
-    fn mismatch_flag(flag_id: u64) -> Flag {
-        Flag {
-            flag_id,
-            kind: FlagKind::OcrMismatch,
-            station_id: "receiving".into(),
-            step_id: "weigh".into(),
-            step_index: 0,
-            reason: "differs".into(),
-            raised_by: actor(),
-            raised_at: datetime!(2026-12-02 12:55:03 UTC),
-            resolution: None,
-        }
-    }
-
     #[test]
     fn ocr_results_read_as_value_confidence_and_outcome() {
         let o = ocr(OcrOutcome::Accepted, "0148.30", Some("148.30"), "0.9712");
@@ -479,14 +447,7 @@ mod tests {
                 sequence: 12,
             },
         );
-        let agreed = group(
-            Uuid::from_u128(1),
-            &e,
-            None,
-            &[],
-            &[frame(accepted.clone())],
-        )
-        .expect("group");
+        let agreed = group(Uuid::from_u128(1), &e, &[frame(accepted.clone())]).expect("group");
         assert_eq!(agreed.anchor, "evidence-4");
         assert_eq!(agreed.reading, "1000.20 g");
         assert_eq!(agreed.source, "signed reading 12 of scale-01");
@@ -508,37 +469,25 @@ mod tests {
         assert_eq!(o.agrees, Some(true));
         assert_eq!(o.cross_check, "agrees with the signed reading");
 
-        let differed = group(
-            Uuid::from_u128(1),
-            &e,
-            None,
-            &[mismatch_flag(5)],
-            &[frame(accepted.clone())],
-        )
-        .expect("group");
-        assert_eq!(
-            differed.photos[0].ocr.as_ref().expect("ocr").agrees,
-            Some(false)
-        );
-        // A flag after the next mass check of the step is about that one.
-        let later = group(
-            Uuid::from_u128(1),
-            &e,
-            Some(5),
-            &[mismatch_flag(6)],
-            &[frame(accepted)],
-        )
-        .expect("group");
-        assert_eq!(
-            later.photos[0].ocr.as_ref().expect("ocr").agrees,
-            Some(true)
-        );
+        // Within the display's last digit (0.01 g) agrees; beyond it differs.
+        let agrees = |shown: &str| {
+            let o = ocr(OcrOutcome::Accepted, shown, Some(shown), "0.99");
+            group(Uuid::from_u128(1), &e, &[frame(o)])
+                .expect("group")
+                .photos[0]
+                .ocr
+                .as_ref()
+                .expect("ocr")
+                .agrees
+        };
+        assert_eq!(agrees("1000.21"), Some(true));
+        assert_eq!(agrees("1000.19"), Some(true));
+        assert_eq!(agrees("1000.22"), Some(false));
+        assert_eq!(agrees("1008.20"), Some(false));
 
         let unread = group(
             Uuid::from_u128(1),
             &e,
-            None,
-            &[],
             &[frame(ocr(OcrOutcome::Unreadable, "", None, "0"))],
         )
         .expect("group");
@@ -583,12 +532,7 @@ mod tests {
                 photo_sha256: p.sha256.clone(),
             },
         );
-        let g = groups(
-            Uuid::from_u128(1),
-            std::slice::from_ref(&e),
-            &[],
-            &[p.clone()],
-        );
+        let g = groups(Uuid::from_u128(1), std::slice::from_ref(&e), &[p.clone()]);
         assert_eq!(g.len(), 1);
         assert_eq!(
             g[0].1.source,
@@ -598,6 +542,6 @@ mod tests {
         // A photo linked to another event is not this one's.
         let other = checked(9, "1000", MassSource::Manual);
         p.event_seq = Some(3);
-        assert!(group(Uuid::from_u128(1), &other, None, &[], &[p]).is_none());
+        assert!(group(Uuid::from_u128(1), &other, &[p]).is_none());
     }
 }
