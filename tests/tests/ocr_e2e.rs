@@ -157,7 +157,10 @@ async fn a_frame_showing_another_value_raises_an_ocr_mismatch_and_the_signed_val
         )
         .await
         .unwrap();
-    assert!(loaded.as_u64().unwrap_or(0) > 0, "the frame loads: {loaded}");
+    assert!(
+        loaded.as_u64().unwrap_or(0) > 0,
+        "the frame loads: {loaded}"
+    );
     sup.screenshots("approval-ocr-mismatch").await.unwrap();
     sup.open(&format!("/batches/{b}")).await.unwrap();
     let page = sup.wait_text("OCR mismatch flagged", WAIT).await.unwrap();

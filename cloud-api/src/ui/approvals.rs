@@ -13,11 +13,10 @@ use std::collections::HashMap;
 use metcon_shared::batch::{BatchEvent, FlagKind};
 use metcon_shared::role::Permission;
 use metcon_web::pages::{ApprovalRow, ApprovalsList, ApprovalsPage, Notice};
-use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{evidence, format, problem, render, Form, UiResult, Viewer};
+use super::{evidence, format, problem, render, DoneQuery, Form, UiResult, Viewer};
 use crate::auth::password;
 use crate::http::batches::{self as api, ApprovalItem, ReasonRequest};
 use crate::http::error::ApiError;
@@ -116,11 +115,6 @@ async fn items(state: &AppState, viewer: &Viewer) -> UiResult<Vec<ApprovalRow>> 
             row(i, photos)
         })
         .collect())
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct DoneQuery {
-    done: Option<String>,
 }
 
 async fn show(

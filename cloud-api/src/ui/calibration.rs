@@ -7,6 +7,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
 use metcon_shared::calibration::{CalibrationKind, CalibrationOutcome, CalibrationRecord};
@@ -20,9 +21,9 @@ use time::{Date, PrimitiveDateTime};
 
 use crate::http::devices::{self as devices_api, CalibrationRequest};
 use crate::http::error::ApiError;
-use crate::http::extract::{Body, PathParams};
+use crate::http::extract::{Body, PathParams, QueryParams};
 use crate::http::AppState;
-use crate::ui::{format, render, Form, UiResult, Viewer};
+use crate::ui::{format, render, DoneQuery, Form, UiResult, Viewer};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/scales", get(scales)).route(
@@ -184,14 +185,40 @@ fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
     .map(PrimitiveDateTime::assume_utc)
 }
 
-/// Records the submitted calibration through the API. `Ok(notice)` when stored; else the
-/// form again with its problems (and the status to answer with).
+/// What the page says once a calibration was recorded and the browser sent back to it: the
+/// device's newest record.
+pub(crate) async fn recorded_notice(
+    state: &AppState,
+    viewer: &Viewer,
+    device_id: &str,
+) -> Option<Notice> {
+    let axum::Json(list) = devices_api::calibrations(
+        State(state.clone()),
+        viewer.caller.clone(),
+        PathParams(device_id.to_string()),
+    )
+    .await
+    .ok()?;
+    let r = list.iter().max_by_key(|r| r.recorded_at)?;
+    Some(Notice {
+        ok: true,
+        text: format!(
+            "{} recorded for {device_id} ({}, next due {}).",
+            row(r).kind,
+            row(r).outcome,
+            date(r.next_due)
+        ),
+    })
+}
+
+/// Records the submitted calibration through the API. `Ok` when stored; else the form again
+/// with its problems (and the status to answer with).
 pub(crate) async fn record(
     state: &AppState,
     viewer: &Viewer,
     device_id: &str,
     form: &Form,
-) -> Result<Notice, (StatusCode, CalibrationForm)> {
+) -> Result<(), (StatusCode, CalibrationForm)> {
     let mut f = typed(form);
     let req = match parse(&f) {
         Ok(r) => r,
@@ -208,15 +235,7 @@ pub(crate) async fn record(
     )
     .await
     {
-        Ok((_, axum::Json(r))) => Ok(Notice {
-            ok: true,
-            text: format!(
-                "{} recorded for {device_id} ({}, next due {}).",
-                row(&r).kind,
-                row(&r).outcome,
-                date(r.next_due)
-            ),
-        }),
+        Ok(_) => Ok(()),
         Err(e) => {
             f.problems = e.detail.split("; ").map(str::to_string).collect();
             Err((e.status, f))
@@ -296,13 +315,18 @@ pub async fn calibrations_page(
     State(state): State<AppState>,
     viewer: Viewer,
     PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<DoneQuery>,
 ) -> UiResult {
+    let notice = match q.done.as_deref() {
+        Some("calibration") => recorded_notice(&state, &viewer, &id).await,
+        _ => None,
+    };
     page(
         &state,
         &viewer,
         &id,
         StatusCode::OK,
-        None,
+        notice,
         CalibrationForm::default(),
     )
     .await
@@ -316,17 +340,9 @@ pub async fn add_calibration(
 ) -> UiResult {
     viewer.require(Permission::RecordCalibration)?;
     match record(&state, &viewer, &id, &form).await {
-        Ok(n) => {
-            page(
-                &state,
-                &viewer,
-                &id,
-                StatusCode::CREATED,
-                Some(n),
-                CalibrationForm::default(),
-            )
-            .await
-        }
+        Ok(()) => Ok(
+            Redirect::to(&format!("/devices/{id}/calibrations?done=calibration")).into_response(),
+        ),
         Err((status, f)) => page(&state, &viewer, &id, status, None, f).await,
     }
 }

@@ -212,6 +212,13 @@ impl FromRequestParts<AppState> for Viewer {
     }
 }
 
+/// `?done=…` on the page a form's POST redirected back to (post/redirect/get, so that a
+/// reload does not do it again): which success the page says.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct DoneQuery {
+    pub done: Option<String>,
+}
+
 /// A submitted form (`application/x-www-form-urlencoded`) whose `_csrf` field matched the
 /// CSRF cookie. Fields keep their order; a name may repeat (checklists).
 #[derive(Debug, Default)]

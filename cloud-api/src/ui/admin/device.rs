@@ -10,7 +10,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use metcon_shared::device::Region;
@@ -27,7 +27,7 @@ use crate::http::devices::{
 use crate::http::extract::{Body, PathParams, QueryParams};
 use crate::http::AppState;
 use crate::store::devices::{DeviceKeyRecord, StoredReading};
-use crate::ui::{calibration, format, outcome, render, Form, UiError, UiResult, Viewer};
+use crate::ui::{calibration, format, outcome, render, DoneQuery, Form, UiError, UiResult, Viewer};
 
 /// How many readings the page lists.
 const READINGS_SHOWN: u32 = 10;
@@ -308,16 +308,31 @@ pub async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     PathParams(id): PathParams<String>,
+    QueryParams(q): QueryParams<DoneQuery>,
 ) -> UiResult {
+    let text = |t: String| Some(Notice { ok: true, text: t });
+    let notice = match q.done.as_deref() {
+        Some(cmd @ ("tare" | "zero" | "capture")) => text(command_notice(cmd, &id)),
+        Some("rotate") => text(format!("Key rotation requested from {id}: the new key arrives signed by the old one and shows here once registered.")),
+        Some("region") => text("Display region saved.".into()),
+        Some("calibration") => calibration::recorded_notice(&state, &viewer, &id).await,
+        _ => None,
+    };
     device_page(
         &state,
         &viewer,
         &id,
         StatusCode::OK,
-        None,
+        notice,
         Extras::default(),
     )
     .await
+}
+
+/// Back to the device page after a success (post/redirect/get: a reload does not send the
+/// command again), saying which one; `anchor` scrolls to the section it was in.
+fn done(id: &str, what: &str, anchor: &str) -> Response {
+    Redirect::to(&format!("/admin/devices/{id}?done={what}{anchor}")).into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -391,16 +406,21 @@ pub async fn command(
         Body(CommandRequest { cmd: cmd.clone() }),
     )
     .await;
-    let (status, notice) = outcome(r, || command_notice(&cmd, &id));
-    device_page(
-        &state,
-        &viewer,
-        &id,
-        status,
-        Some(notice),
-        Extras::default(),
-    )
-    .await
+    match r {
+        Ok(_) if matches!(cmd.as_str(), "tare" | "zero" | "capture") => Ok(done(&id, &cmd, "")),
+        r => {
+            let (status, notice) = outcome(r, || command_notice(&cmd, &id));
+            device_page(
+                &state,
+                &viewer,
+                &id,
+                status,
+                Some(notice),
+                Extras::default(),
+            )
+            .await
+        }
+    }
 }
 
 pub async fn rotate_key(
@@ -416,18 +436,21 @@ pub async fn rotate_key(
         PathParams(id.clone()),
     )
     .await;
-    let (status, notice) = outcome(r, || {
-        format!("Key rotation requested from {id}: the new key arrives signed by the old one and shows here once registered.")
-    });
-    device_page(
-        &state,
-        &viewer,
-        &id,
-        status,
-        Some(notice),
-        Extras::default(),
-    )
-    .await
+    match r {
+        Ok(_) => Ok(done(&id, "rotate", "")),
+        Err(e) => {
+            let notice = crate::ui::problem(&e);
+            device_page(
+                &state,
+                &viewer,
+                &id,
+                e.status,
+                Some(notice),
+                Extras::default(),
+            )
+            .await
+        }
+    }
 }
 
 /// The four numbers of the region form, each a whole number of pixels, or what is wrong.
@@ -516,21 +539,7 @@ pub async fn region(
     )
     .await
     {
-        Ok(_) => {
-            let notice = Notice {
-                ok: true,
-                text: format!("Display region saved: {}.", region_text(Some(&r))),
-            };
-            device_page(
-                &state,
-                &viewer,
-                &id,
-                StatusCode::OK,
-                Some(notice),
-                Extras::default(),
-            )
-            .await
-        }
+        Ok(_) => Ok(done(&id, "region", "#region")),
         Err(e) => {
             let problems = super::problems_of(&e)
                 .into_iter()
@@ -553,17 +562,7 @@ pub async fn add_calibration(
 ) -> UiResult {
     viewer.require(Permission::ManageDevices)?;
     match calibration::record(&state, &viewer, &id, &form).await {
-        Ok(n) => {
-            device_page(
-                &state,
-                &viewer,
-                &id,
-                StatusCode::CREATED,
-                Some(n),
-                Extras::default(),
-            )
-            .await
-        }
+        Ok(()) => Ok(done(&id, "calibration", "#calibration")),
         Err((status, f)) => {
             let extras = Extras {
                 calibration: Some(f),
