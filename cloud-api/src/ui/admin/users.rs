@@ -33,7 +33,8 @@ fn role_names() -> Vec<String> {
     Role::ALL.iter().map(|r| r.to_string()).collect()
 }
 
-/// `"a, b,,c "` → `["a", "b", "c"]`; the API checks each id.
+/// `"a, b,,c "` → `["a", "b", "c"]`; the API checks that each is a station id (its syntax:
+/// stations are defined by flows, so a station no flow has yet is allowed).
 fn parse_stations(raw: &str) -> Vec<String> {
     raw.split(',')
         .map(str::trim)
