@@ -190,7 +190,10 @@ async fn an_admin_enrolls_commands_calibrates_and_draws_the_display_region() {
     }
     // The page was reached by a redirect: reloading it does not tare again.
     admin.client.refresh().await.unwrap();
-    admin.wait_text("Tare sent to scale-01.", WAIT).await.unwrap();
+    admin
+        .wait_text("Tare sent to scale-01.", WAIT)
+        .await
+        .unwrap();
     assert_eq!(api.audit(&t.admin, "device_command_sent").await.len(), 1);
     // Back to an empty pan without the tare, for the mass check below.
     sim.set_and_settle("0");

@@ -86,6 +86,7 @@ fn rejection_audit(r: &Rejection) -> NewAudit {
 }
 
 /// A reading or rotation whose signature is still to be checked.
+#[derive(Debug)]
 struct Pending {
     topic: String,
     device: String,
@@ -113,11 +114,29 @@ fn verify_all(pending: &[Pending]) -> Vec<bool> {
         .collect()
 }
 
-/// Decodes, verifies and stores one group of `reading` messages (`(topic, payload, time)`).
-pub async fn process(
-    state: &AppState,
-    messages: &[(String, Vec<u8>, OffsetDateTime)],
-) -> Result<Outcome, StoreError> {
+/// A `reading` message as taken off the broker: topic, payload, time received.
+pub type Message = (String, Vec<u8>, OffsetDateTime);
+
+/// A group's messages decoded, matched with their devices' keys and their signatures
+/// checked: what [`commit`] stores.
+#[derive(Debug)]
+pub struct Checked {
+    /// Refused before the signature check (topic, size, format, device, key).
+    rejected: Vec<Rejection>,
+    /// Each entry, and whether its signature verified with the key it was checked against.
+    verified: Vec<(Pending, bool)>,
+}
+
+/// Decodes, verifies and stores one group of `reading` messages.
+pub async fn process(state: &AppState, messages: &[Message]) -> Result<Outcome, StoreError> {
+    let checked = check(state, messages).await?;
+    commit(state, checked).await
+}
+
+/// The first stage: decode, find each device's key, verify the signatures (one batch
+/// verification, on a blocking thread). Reads the device directory; writes nothing, so the
+/// pipeline checks the next group while the one before is being committed.
+pub async fn check(state: &AppState, messages: &[Message]) -> Result<Checked, StoreError> {
     let mut out = Outcome::default();
     let mut pending = Vec::with_capacity(messages.len());
     for (topic, bytes, at) in messages {
@@ -207,10 +226,42 @@ pub async fn process(
         });
     }
 
-    let verified = verify_all(&pending);
+    let (pending, verified) = tokio::task::spawn_blocking(move || {
+        let v = verify_all(&pending);
+        (pending, v)
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("signature verification stopped: {e}")))?;
+    Ok(Checked {
+        rejected: out.rejected,
+        verified: pending.into_iter().zip(verified).collect(),
+    })
+}
+
+/// A signature that did not verify with the key it was checked against may verify with
+/// the key the directory has now: a key rotation stored by the group committed while this
+/// one was being checked.
+async fn verifies_with_key_now(state: &AppState, p: &Pending) -> Result<bool, StoreError> {
+    let Some(auth) = state.directory.get(state.store.as_ref(), &p.device).await? else {
+        return Ok(false);
+    };
+    Ok(match auth.key_for(p.signed.seq()) {
+        Some(k) if *k != p.key => p.envelope.verify(k).is_ok(),
+        _ => false,
+    })
+}
+
+/// The second stage: stores the verified readings in one transaction (group commit), the
+/// rejections with their audit records, and registers key rotations.
+pub async fn commit(state: &AppState, checked: Checked) -> Result<Outcome, StoreError> {
+    let mut out = Outcome {
+        rejected: checked.rejected,
+        ..Outcome::default()
+    };
     let mut readings = Vec::new();
     let mut rotations = Vec::new();
-    for (p, ok) in pending.into_iter().zip(verified) {
+    for (p, ok) in checked.verified {
+        let ok = ok || verifies_with_key_now(state, &p).await?;
         if !ok {
             let mut r = rejection(
                 &p.topic,
@@ -351,7 +402,10 @@ fn rotate<'a>(
     })
 }
 
-/// Runs the pipeline over messages from the broker until the channel closes.
+/// Runs the pipeline over messages from the broker until the channel closes. Two stages:
+/// this task gathers a group and checks it ([`check`]: CPU) while the storer commits the
+/// group before ([`commit`]: mostly the disk's flush), so both cores are busy; groups are
+/// stored and acknowledged in the order they arrived.
 pub async fn run(
     state: AppState,
     client: AsyncClient,
@@ -360,6 +414,17 @@ pub async fn run(
 ) {
     let max_batch = state.config.ingest.max_batch;
     let max_wait = Duration::from_millis(state.config.ingest.max_wait_ms);
+    // One group checked ahead of the one being stored, no more: acknowledgements (and so
+    // the devices' next messages) wait for the commit anyway.
+    let (checked_tx, mut checked_rx) = mpsc::channel::<(Vec<Item>, Vec<Message>, Checked)>(1);
+    let storer = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some((group, messages, checked)) = checked_rx.recv().await {
+                store_group(&state, &client, group, &messages, checked, &binder).await;
+            }
+        })
+    };
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         let deadline = tokio::time::Instant::now() + max_wait;
@@ -372,46 +437,80 @@ pub async fn run(
                 },
             }
         }
-        handle_group(&state, &client, group, &binder).await;
+        let messages: Vec<Message> = group
+            .iter()
+            .filter(|i| {
+                !matches!(
+                    Topic::parse(&i.publish.topic).map(|t| t.channel),
+                    Ok(Channel::Photo)
+                )
+            })
+            .map(|i| {
+                (
+                    i.publish.topic.clone(),
+                    i.publish.payload.to_vec(),
+                    i.received_at,
+                )
+            })
+            .collect();
+        let checked = retrying(|| check(&state, &messages)).await;
+        if checked_tx.send((group, messages, checked)).await.is_err() {
+            tracing::error!("the ingest storer stopped");
+            break;
+        }
+    }
+    drop(checked_tx);
+    if storer.await.is_err() {
+        tracing::error!("the ingest storer panicked");
     }
 }
 
-async fn handle_group(
+/// Runs `f` until it succeeds: the store is down, so the messages stay unacknowledged (the
+/// broker holds the rest) and are tried again.
+async fn retrying<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store readings; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn store_group(
     state: &AppState,
     client: &AsyncClient,
     group: Vec<Item>,
+    messages: &[Message],
+    checked: Checked,
     binder: &mpsc::Sender<Reading>,
 ) {
-    let mut readings = Vec::new();
-    let mut photos = Vec::new();
-    for item in &group {
-        match Topic::parse(&item.publish.topic).map(|t| t.channel) {
-            Ok(Channel::Photo) => photos.push(item),
-            _ => readings.push((
-                item.publish.topic.clone(),
-                item.publish.payload.to_vec(),
-                item.received_at,
-            )),
-        }
-    }
     // Photos first: a reading's frame is then on disk before the reading is.
-    for p in photos {
+    for p in group.iter().filter(|i| {
+        matches!(
+            Topic::parse(&i.publish.topic).map(|t| t.channel),
+            Ok(Channel::Photo)
+        )
+    }) {
         if let Err(e) = store_photo(state, p).await {
             tracing::error!(error = %e, topic = %p.publish.topic, "photo not stored; the broker will deliver it again");
             return;
         }
     }
-    let mut backoff = Duration::from_millis(50);
-    let outcome = loop {
-        match process(state, &readings).await {
-            Ok(o) => break o,
-            Err(e) => {
-                // The store is down: keep the messages unacknowledged and retry; the broker
-                // holds the rest.
-                tracing::error!(error = %e, "cannot store readings; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+    let outcome = match commit(state, checked).await {
+        Ok(o) => o,
+        // Checked again from the start once the store is back.
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store readings; retrying");
+            retrying(|| process(state, messages)).await
         }
     };
     let n = outcome.stored.len() as u64;

@@ -36,15 +36,25 @@ impl DeviceAuth {
 
 #[derive(Debug, Default)]
 pub struct Directory {
-    cache: Mutex<HashMap<String, Option<Arc<DeviceAuth>>>>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    devices: HashMap<String, Option<Arc<DeviceAuth>>>,
+    /// Counts invalidations. A load that started before one must not fill the cache: it may
+    /// have read the device as it was before the change (still active, the old key), and
+    /// would otherwise keep that until the next change.
+    generation: u64,
 }
 
 impl Directory {
     /// The device, or `None` if it is not registered.
     pub async fn get(&self, store: &dyn Store, id: &str) -> StoreResult<Option<Arc<DeviceAuth>>> {
-        if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
-            return Ok(hit.clone());
-        }
+        let started = match self.lock().lookup(id) {
+            Ok(hit) => return Ok(hit),
+            Err(generation) => generation,
+        };
         let found = match store.device(id).await? {
             None => None,
             Some(d) => {
@@ -61,18 +71,36 @@ impl Directory {
                 }))
             }
         };
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), found.clone());
+        self.lock().fill(id, &found, started);
         Ok(found)
     }
 
     pub fn invalidate(&self, id: &str) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.lock().invalidate(id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Cache {
+    /// The cached entry, or the generation a load starts at.
+    fn lookup(&self, id: &str) -> Result<Option<Arc<DeviceAuth>>, u64> {
+        self.devices.get(id).cloned().ok_or(self.generation)
+    }
+
+    /// Keeps what a load that started at generation `started` found, unless the cache was
+    /// invalidated since.
+    fn fill(&mut self, id: &str, found: &Option<Arc<DeviceAuth>>, started: u64) {
+        if self.generation == started {
+            self.devices.insert(id.to_string(), found.clone());
+        }
+    }
+
+    fn invalidate(&mut self, id: &str) {
+        self.devices.remove(id);
+        self.generation += 1;
     }
 }
 
@@ -98,5 +126,26 @@ mod tests {
             ..auth
         };
         assert_eq!(late.key_for(4), None);
+    }
+
+    #[test]
+    fn a_load_that_began_before_an_invalidation_is_not_kept() {
+        let auth = |state| {
+            Some(Arc::new(DeviceAuth {
+                state,
+                station_id: "receiving".into(),
+                keys: vec![],
+            }))
+        };
+        let mut c = Cache::default();
+        // A load starts, the device is revoked (and invalidated) meanwhile, then the load
+        // that read it as active finishes: the stale answer must not stay.
+        let started = c.lookup("scale-01").expect_err("not cached");
+        c.invalidate("scale-01");
+        c.fill("scale-01", &auth(DeviceState::Active), started);
+        let again = c.lookup("scale-01").expect_err("still not cached");
+        c.fill("scale-01", &auth(DeviceState::Revoked), again);
+        let hit = c.lookup("scale-01").expect("cached").expect("registered");
+        assert_eq!(hit.state, DeviceState::Revoked);
     }
 }
