@@ -1,14 +1,21 @@
 //! Web UI benchmark: the kiosk step runner's first load (bytes of the page and every asset it
 //! references, as sent) and the time to serve the page, measured at the client over loopback
-//! (an upper bound of the server's time), for a batch waiting at a mass check.
+//! (an upper bound of the server's time), for a batch waiting at a mass check; then the live
+//! weight in a real headless Chromium: the scale simulator on a pty → enrolled `metcon-edge` →
+//! embedded broker → cloud → the page's event stream, from the simulated scale becoming stable
+//! to the page showing that weight as stable (a `MutationObserver` in the page notes the time;
+//! the browser and this program read the same wall clock).
 //!
-//! `cargo build --release -p metcon-cloud -p metcon-e2e && target/release/ui_bench --requests 500`
+//! `cargo build --release --workspace --bins && target/release/ui_bench --requests 500 --live-trials 100`
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use metcon_e2e::api::Api;
+use metcon_e2e::api::{Api, Tokens, PASSWORD};
+use metcon_e2e::browser::Browser;
+use metcon_e2e::edge::Edge;
+use metcon_e2e::scale_sim::Sim;
 use metcon_e2e::{sibling_binary, Server};
 
 #[derive(Debug, Parser)]
@@ -16,6 +23,9 @@ struct Args {
     /// Timed page loads.
     #[arg(long, default_value_t = 500)]
     requests: u32,
+    /// Live-weight trials in Chromium (0: skip; needs `chromium` and `chromium-driver`).
+    #[arg(long, default_value_t = 100)]
+    live_trials: usize,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -116,6 +126,85 @@ async fn main() -> Result<()> {
         percentile(&times, 0.95).as_secs_f64() * 1e3,
         percentile(&times, 0.99).as_secs_f64() * 1e3,
         times[times.len() - 1].as_secs_f64() * 1e3,
+    );
+    if args.live_trials > 0 {
+        live_weight(&server.base, &api, &t, &id, args.live_trials).await?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch, as the browser's `Date.now()` counts them.
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0)
+}
+
+/// Notes, in the page, every change of the live weight and its stable mark with the time.
+/// Installed again whenever the page was reloaded.
+const OBSERVE: &str = "if (!window.__live) { window.__live = [];
+  var w = document.getElementById('live-weight'), s = document.getElementById('stable');
+  var note = function () { window.__live.push([Date.now(), w.textContent, s.textContent]); };
+  var o = { childList: true, characterData: true, subtree: true };
+  new MutationObserver(note).observe(w, o); new MutationObserver(note).observe(s, o); }
+  var l = window.__live; window.__live = []; return l;";
+
+async fn live_weight(base: &str, api: &Api, t: &Tokens, batch: &str, trials: usize) -> Result<()> {
+    let mut sim = Sim::start("mt-sics", &["--capacity", "5000"]);
+    let code = api
+        .register_device(&t.admin, "scale-01", "mt-sics", &sim.pty)
+        .await;
+    let mut edge = Edge::enroll(base, &code);
+    edge.start();
+    let b = Browser::start(base).await?;
+    b.login("operator", PASSWORD).await?;
+    b.open(&format!("/batches/{batch}")).await?;
+    b.client.execute(OBSERVE, vec![]).await?;
+    let mut lat = Vec::with_capacity(trials);
+    for i in 0..trials {
+        let load = format!("{}.{:02}", 200 + (i % 7) * 50, i % 100);
+        sim.cmd(&format!("set {load}"));
+        let settled = loop {
+            if sim.cmd("status").contains("stable=true") {
+                break wall_ms();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let want = format!("{load} g");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let shown = 'poll: loop {
+            let seen = b.client.execute(OBSERVE, vec![]).await?;
+            for e in seen.as_array().into_iter().flatten() {
+                if e[1] == want.as_str() && e[2] == "stable" {
+                    break 'poll e[0].as_f64();
+                }
+            }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "trial {i}: {want} not shown stable within 5 s\n{}",
+                    edge.logs()
+                );
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if let Some(at) = shown {
+            lat.push(Duration::from_secs_f64(((at - settled).max(0.0)) / 1e3));
+        }
+    }
+    b.close().await?;
+    if lat.is_empty() {
+        bail!("the live weight was never shown");
+    }
+    lat.sort();
+    println!(
+        "live weight in Chromium, {} of {trials} trials: scale stable → shown stable p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        lat.len(),
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.9).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat[lat.len() - 1].as_secs_f64() * 1e3,
     );
     Ok(())
 }
