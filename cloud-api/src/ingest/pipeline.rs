@@ -226,16 +226,41 @@ pub async fn check(state: &AppState, messages: &[Message]) -> Result<Checked, St
         });
     }
 
-    let (pending, verified) = tokio::task::spawn_blocking(move || {
-        let v = verify_all(&pending);
-        (pending, v)
-    })
-    .await
-    .map_err(|e| StoreError::Backend(format!("signature verification stopped: {e}")))?;
+    let (pending, verified) = verify_in_parallel(pending)
+        .await
+        .map_err(|e| StoreError::Backend(format!("signature verification stopped: {e}")))?;
     Ok(Checked {
         rejected: out.rejected,
         verified: pending.into_iter().zip(verified).collect(),
     })
+}
+
+/// Verifies on blocking threads, in two halves at once when there are enough signatures to
+/// be worth it: the machine has two cores and verification is most of a group's CPU.
+async fn verify_in_parallel(
+    mut pending: Vec<Pending>,
+) -> Result<(Vec<Pending>, Vec<bool>), tokio::task::JoinError> {
+    const SPLIT_ABOVE: usize = 32;
+    if pending.len() <= SPLIT_ABOVE {
+        return tokio::task::spawn_blocking(move || {
+            let v = verify_all(&pending);
+            (pending, v)
+        })
+        .await;
+    }
+    let back = pending.split_off(pending.len() / 2);
+    let a = tokio::task::spawn_blocking(move || {
+        let v = verify_all(&pending);
+        (pending, v)
+    });
+    let b = tokio::task::spawn_blocking(move || {
+        let v = verify_all(&back);
+        (back, v)
+    });
+    let ((mut pending, mut verified), (back, v)) = (a.await?, b.await?);
+    pending.extend(back);
+    verified.extend(v);
+    Ok((pending, verified))
 }
 
 /// A signature that did not verify with the key it was checked against may verify with
@@ -426,17 +451,7 @@ pub async fn run(
         })
     };
     while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        let deadline = tokio::time::Instant::now() + max_wait;
-        while group.len() < max_batch {
-            match rx.try_recv() {
-                Ok(i) => group.push(i),
-                Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(i)) => group.push(i),
-                    _ => break,
-                },
-            }
-        }
+        let group = gather(first, &mut rx, max_batch, max_wait).await;
         let messages: Vec<Message> = group
             .iter()
             .filter(|i| {
@@ -463,6 +478,42 @@ pub async fn run(
     if storer.await.is_err() {
         tracing::error!("the ingest storer panicked");
     }
+}
+
+/// A group: `first` and what follows it. A burst (the broker sends its in-flight window at
+/// once) is taken whole without waiting; a message that trickles in alone waits up to
+/// `max_wait` for company, so a slow stream still commits in groups. Waiting after a burst
+/// would only delay it: the broker sends no more until this group is acknowledged (rumqttd
+/// keeps at most 100 messages in flight to a subscriber).
+async fn gather(
+    first: Item,
+    rx: &mut mpsc::UnboundedReceiver<Item>,
+    max_batch: usize,
+    max_wait: Duration,
+) -> Vec<Item> {
+    let mut group = vec![first];
+    let deadline = tokio::time::Instant::now() + max_wait;
+    while group.len() < max_batch {
+        match rx.try_recv() {
+            Ok(i) => group.push(i),
+            Err(_) => {
+                // Let the MQTT loop hand over what it has already read.
+                tokio::task::yield_now().await;
+                if let Ok(i) = rx.try_recv() {
+                    group.push(i);
+                    continue;
+                }
+                if group.len() > 1 {
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(i)) => group.push(i),
+                    _ => break,
+                }
+            }
+        }
+    }
+    group
 }
 
 /// Runs `f` until it succeeds: the store is down, so the messages stay unacknowledged (the
