@@ -22,12 +22,13 @@ use metcon_web::pages::{
 use time::OffsetDateTime;
 
 use crate::http::devices::{
-    self as devices_api, CommandRequest, DeviceView, ReadingsQuery, UpdateDevice,
+    self as devices_api, CommandRequest, DeviceView, LatestFrame, ReadingsQuery, UpdateDevice,
 };
+use crate::http::error::ApiError;
 use crate::http::extract::{Body, PathParams, QueryParams};
 use crate::http::AppState;
 use crate::store::devices::{DeviceKeyRecord, StoredReading};
-use crate::ui::{calibration, format, outcome, render, DoneQuery, Form, UiError, UiResult, Viewer};
+use crate::ui::{calibration, format, render, DoneQuery, Form, UiError, UiResult, Viewer};
 
 /// How many readings the page lists.
 const READINGS_SHOWN: u32 = 10;
@@ -267,24 +268,22 @@ pub(in crate::ui) async fn device_page(
         .map_err(fail)?;
     let mut region = extras.region.unwrap_or_else(|| editor(&d));
     region.current = region_text(d.camera_region.as_ref());
-    region.frame = latest
-        .map(|f| (f.kept, f.photo))
-        .map(|(kept, p)| FrameView {
-            // A frame that is not kept has no id: the route serves the newest one.
-            url: if kept {
-                format!("/admin/devices/{id}/frame?photo={}", p.id)
-            } else {
-                format!("/admin/devices/{id}/frame")
-            },
-            width: p.width,
-            height: p.height,
-            caption: match &p.source {
-                crate::store::photos::PhotoSource::Device { seq, .. } => {
-                    format!("frame of reading {seq}, {}", format::time(p.uploaded_at))
-                }
-                crate::store::photos::PhotoSource::Upload { .. } => format::time(p.uploaded_at),
-            },
-        });
+    region.frame = latest.map(|LatestFrame { photo: p, kept }| FrameView {
+        // A frame that is not kept has no id: the route serves the newest one.
+        url: if kept {
+            format!("/admin/devices/{id}/frame?photo={}", p.id)
+        } else {
+            format!("/admin/devices/{id}/frame")
+        },
+        width: p.width,
+        height: p.height,
+        caption: match &p.source {
+            crate::store::photos::PhotoSource::Device { seq, .. } => {
+                format!("frame of reading {seq}, {}", format::time(p.uploaded_at))
+            }
+            crate::store::photos::PhotoSource::Upload { .. } => format::time(p.uploaded_at),
+        },
+    });
     let now = OffsetDateTime::now_utc();
     let page = DevicePage {
         layout: viewer.layout(&format!("Device {}", d.device_id), notice),
@@ -313,7 +312,7 @@ pub async fn page(
     let text = |t: String| Some(Notice { ok: true, text: t });
     let notice = match q.done.as_deref() {
         Some(cmd @ ("tare" | "zero" | "capture")) => text(command_notice(cmd, &id)),
-        Some("rotate") => text(format!("Key rotation requested from {id}: the new key arrives signed by the old one and shows here once registered.")),
+        Some("rotate" | "rotate_key") => text(format!("Key rotation requested from {id}: the new key arrives signed by the old one and shows here once registered.")),
         Some("region") => text("Display region saved.".into()),
         Some("calibration") => calibration::recorded_notice(&state, &viewer, &id).await,
         _ => None,
@@ -407,20 +406,15 @@ pub async fn command(
     )
     .await;
     match r {
-        Ok(_) if matches!(cmd.as_str(), "tare" | "zero" | "capture") => Ok(done(&id, &cmd, "")),
-        r => {
-            let (status, notice) = outcome(r, || command_notice(&cmd, &id));
-            device_page(
-                &state,
-                &viewer,
-                &id,
-                status,
-                Some(notice),
-                Extras::default(),
-            )
-            .await
-        }
+        Ok(_) => Ok(done(&id, &cmd, "")),
+        Err(e) => refused(&state, &viewer, &id, &e).await,
     }
+}
+
+/// The device page again with the API's refusal.
+async fn refused(state: &AppState, viewer: &Viewer, id: &str, e: &ApiError) -> UiResult {
+    let notice = crate::ui::problem(e);
+    device_page(state, viewer, id, e.status, Some(notice), Extras::default()).await
 }
 
 pub async fn rotate_key(
@@ -438,18 +432,7 @@ pub async fn rotate_key(
     .await;
     match r {
         Ok(_) => Ok(done(&id, "rotate", "")),
-        Err(e) => {
-            let notice = crate::ui::problem(&e);
-            device_page(
-                &state,
-                &viewer,
-                &id,
-                e.status,
-                Some(notice),
-                Extras::default(),
-            )
-            .await
-        }
+        Err(e) => refused(&state, &viewer, &id, &e).await,
     }
 }
 
