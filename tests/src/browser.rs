@@ -180,6 +180,16 @@ impl Browser {
         }
     }
 
+    /// On the approval queue: approves the first request with `reason`, signed with
+    /// `password`, and waits for the answer (the confirmation, or the page with its refusal).
+    pub async fn approve_first(&self, reason: &str, password: &str, answer: &str) -> Result<()> {
+        self.fill("textarea[name=reason]", reason).await?;
+        self.fill("input[name=password]", password).await?;
+        self.click("button.approve").await?;
+        self.wait_text(answer, Duration::from_secs(30)).await?;
+        Ok(())
+    }
+
     /// The whole page's visible text.
     pub async fn body(&self) -> Result<String> {
         self.text("body").await

@@ -180,15 +180,13 @@ async fn an_operator_runs_a_batch_and_a_supervisor_approves_the_flag() {
     sup.wait_text("re-authentication failed", WAIT)
         .await
         .unwrap();
-    sup.fill(
-        "textarea[name=reason]",
+    sup.approve_first(
         "Scale re-checked; sample includes the crucible lid",
+        PASSWORD,
+        "Approved and signed.",
     )
     .await
     .unwrap();
-    sup.fill("input[name=password]", PASSWORD).await.unwrap();
-    sup.click("button.approve").await.unwrap();
-    sup.wait_text("Approved and signed.", WAIT).await.unwrap();
     let v = api.batch(&t.operator, &b2).await;
     assert_eq!(v["batch"]["status"], "in_progress", "{v}");
     let flag = &v["batch"]["flags"][0];

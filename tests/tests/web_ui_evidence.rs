@@ -106,6 +106,17 @@ fn grams(shown: &str) -> String {
     format!("{} g", Decimal::from_str(shown).unwrap())
 }
 
+/// The operator's browser on a new batch of the `by-photo` flow, at its photo mass check.
+async fn photo_batch(base: &str) -> (Browser, String) {
+    let op = Browser::start(base).await.unwrap();
+    op.login("operator", PASSWORD).await.unwrap();
+    let id = op
+        .start_batch("by-photo", "Photograph the display")
+        .await
+        .unwrap();
+    (op, id)
+}
+
 /// A client that sends `cookie` (none: logged out) and follows no redirects.
 fn cookie_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -127,12 +138,7 @@ async fn the_step_runner_shows_the_display_photo_with_what_ocr_read() {
     let (file, shown, _) = metcon_e2e::scenes::readable_scene(false);
     let (_dir, server, api, t) = bootstrapped(&[]).await;
     publish_photo_flow(&api, &t.admin, &shown).await;
-    let op = Browser::start(&server.base).await.unwrap();
-    op.login("operator", PASSWORD).await.unwrap();
-    let id = op
-        .start_batch("by-photo", "Photograph the display")
-        .await
-        .unwrap();
+    let (op, id) = photo_batch(&server.base).await;
 
     send_display_photo(&op, &file, None).await;
     let page = op.wait_text("within tolerance", WAIT).await.unwrap();
@@ -259,12 +265,7 @@ async fn an_unreadable_photo_typed_in_shows_in_the_approval_queue_with_its_photo
     ])
     .await;
     publish_photo_flow(&api, &t.admin, &shown).await;
-    let op = Browser::start(&server.base).await.unwrap();
-    op.login("operator", PASSWORD).await.unwrap();
-    let id = op
-        .start_batch("by-photo", "Photograph the display")
-        .await
-        .unwrap();
+    let (op, id) = photo_batch(&server.base).await;
     send_display_photo(&op, &file, None).await;
     op.wait_text("could not be read", WAIT).await.unwrap();
     // The photo the operator types from is on the step runner.
@@ -357,15 +358,13 @@ async fn an_unreadable_photo_typed_in_shows_in_the_approval_queue_with_its_photo
     sup.scroll_to("#queue").await.unwrap();
     sup.screenshots("evidence-approvals").await.unwrap();
 
-    sup.fill(
-        "textarea[name=reason]",
+    sup.approve_first(
         "Photo checked: the display shows it",
+        PASSWORD,
+        "Approved and signed.",
     )
     .await
     .unwrap();
-    sup.fill("input[name=password]", PASSWORD).await.unwrap();
-    sup.click("button.approve").await.unwrap();
-    sup.wait_text("Approved and signed.", WAIT).await.unwrap();
     let v = api.batch(&t.operator, &id).await;
     assert_eq!(
         v["batch"]["flags"][0]["resolution"]["approved"], true,
@@ -470,12 +469,7 @@ async fn with_s3_the_evidence_images_load_under_the_csp() {
     // Expected 10 g above what the display shows: the reading from the photo is flagged.
     let expected = (Decimal::from_str(&shown).unwrap() + Decimal::TEN).to_string();
     publish_photo_flow(&api, &t.admin, &expected).await;
-    let op = Browser::start(&server.base).await.unwrap();
-    op.login("operator", PASSWORD).await.unwrap();
-    let id = op
-        .start_batch("by-photo", "Photograph the display")
-        .await
-        .unwrap();
+    let (op, id) = photo_batch(&server.base).await;
     send_display_photo(&op, &file, Some("lid still on the crucible")).await;
     op.wait_text("outside tolerance", WAIT).await.unwrap();
     assert_eq!(
