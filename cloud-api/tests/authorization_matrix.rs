@@ -1157,6 +1157,23 @@ async fn a_supervisor_calibrates_only_the_scales_of_their_own_stations() {
         201,
     )
     .await;
+    // The Scales page lists the scales of one's own stations only.
+    let scales = |token: String| {
+        let app = &w.app;
+        async move {
+            let res = app
+                .client
+                .get(format!("{}/scales", app.base))
+                .header("cookie", format!("metcon_access={token}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            res.text().await.unwrap()
+        }
+    };
+    assert!(!scales(outsider).await.contains(&device));
+    assert!(scales(w.supervisor.clone()).await.contains(&device));
 }
 
 #[tokio::test]
