@@ -31,7 +31,8 @@ pub enum BrokerKind {
 }
 
 pub struct Setup {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     pub server: Server,
     pub api: Api,
     pub t: Tokens,
@@ -58,8 +59,7 @@ pub async fn setup(kind: BrokerKind) -> Result<Setup> {
         Some(m) => m.cloud_env(),
         None => vec![],
     };
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let server = Server::start(&sibling_binary("metcon-cloud")?, dir.path(), &env)?;
+    let server = start_server(dir.path(), &env)?;
     let api = Api::new(&server.base);
     let t = api
         .bootstrap(server.setup_token.as_deref().context("setup token")?)
@@ -76,13 +76,37 @@ pub async fn setup(kind: BrokerKind) -> Result<Setup> {
         }
     };
     Ok(Setup {
-        _dir: dir,
+        dir,
+        env,
         server,
         api,
         t,
         broker,
         _mosquitto: mosquitto,
     })
+}
+
+fn start_server(dir: &std::path::Path, env: &[(String, String)]) -> Result<Server> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Server::start(&sibling_binary("metcon-cloud")?, dir, &env)
+}
+
+impl Setup {
+    /// Kills `metcon-cloud` without warning (SIGKILL: no shutdown, nothing flushed) and
+    /// starts it again on the same data folder, then logs every user in again. The broker's
+    /// port changes: devices connected before are gone.
+    pub async fn crash_and_restart(&mut self) -> Result<()> {
+        self.server.kill();
+        self.server = start_server(self.dir.path(), &self.env)?;
+        self.api = Api::new(&self.server.base);
+        self.t = Tokens {
+            admin: self.api.login("admin").await,
+            supervisor: self.api.login("supervisor").await,
+            operator: self.api.login("operator").await,
+            analyst: self.api.login("analyst").await,
+        };
+        Ok(())
+    }
 }
 
 /// An enrolled simulated device.
@@ -177,7 +201,8 @@ pub async fn total_stored(s: &Setup) -> u64 {
 
 /// Publishes `payloads` in order with QoS 1, pacing them `interval` apart if given (then
 /// recording each publish instant in `sent`), and returns once the broker has acknowledged
-/// every one (or after 120 s).
+/// every one (or after 120 s). Each acknowledgement is also counted in `acked_total`, if
+/// given, the moment it arrives.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_device(
     o: MqttOptions,
@@ -187,6 +212,7 @@ pub async fn run_device(
     interval: Option<Duration>,
     sent: Arc<Mutex<HashMap<(String, u64), Instant>>>,
     device: String,
+    acked_total: Option<Arc<AtomicU64>>,
 ) {
     let (client, mut events) = AsyncClient::new(o, 256);
     let acked = Arc::new(AtomicU64::new(0));
@@ -196,6 +222,9 @@ pub async fn run_device(
             match events.poll().await {
                 Ok(Event::Incoming(Incoming::PubAck(_))) => {
                     acks.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = &acked_total {
+                        t.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Ok(Event::Incoming(Incoming::Disconnect)) | Err(_) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;

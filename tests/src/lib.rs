@@ -71,6 +71,12 @@ impl Server {
         self.child.id()
     }
 
+    /// Kills the process at once (SIGKILL) and waits for it to end.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Starts `bin serve` on a free loopback port with `data_dir`.
     pub fn start(bin: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Result<Server> {
         let mut cmd = Command::new(bin);

@@ -105,6 +105,7 @@ async fn throughput(s: Setup, devices: usize, per_device: u64) -> Result<()> {
             None,
             sent.clone(),
             String::new(),
+            None,
         ));
     }
     let mut last = (Instant::now(), 0u64);
@@ -199,6 +200,7 @@ async fn latency(s: Setup, devices: usize, rate: u64, seconds: u64) -> Result<()
             Some(interval),
             sent.clone(),
             id,
+            None,
         )));
     }
     for t in tasks {
