@@ -4,6 +4,7 @@
 //! (devices had their PUBACKs and had dropped the readings from their outboxes).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,7 @@ async fn a_burst_beyond_the_in_flight_limit_loses_nothing() {
             None,
             sent.clone(),
             String::new(),
+            None,
         )));
     }
     // Every publisher returns once the broker has acknowledged all its readings.
@@ -92,5 +94,52 @@ async fn a_burst_beyond_the_in_flight_limit_loses_nothing() {
     assert!(
         value("metcon_broker_backlog_waits_total") > 0.0,
         "the gate never had to wait:\n{metrics}"
+    );
+}
+
+/// The embedded broker's log is memory, so a device's PUBACK must mean "stored": a crash
+/// of `metcon-cloud` the moment the last acknowledgement reaches the devices loses none of
+/// the readings they were told are delivered (and so deleted from their outboxes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_the_acknowledgements_loses_no_acknowledged_reading() {
+    const DEVICES: usize = 10;
+    const PER_DEVICE: u64 = 2_000;
+    let mut s = setup(BrokerKind::Embedded).await.expect("server");
+    let devs = enroll_many(&s, DEVICES).await;
+    let acked = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(Mutex::new(HashMap::new()));
+    let start = Instant::now();
+    let mut publishers = Vec::new();
+    for d in &devs {
+        let payloads = (1..=PER_DEVICE).map(|q| signed(d, q)).collect();
+        publishers.push(tokio::spawn(run_device(
+            options(&s, d),
+            format!("metcon/v1/dev/{}/reading", d.id),
+            payloads,
+            start,
+            None,
+            sent.clone(),
+            String::new(),
+            Some(acked.clone()),
+        )));
+    }
+    let total = DEVICES as u64 * PER_DEVICE;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        acked.load(Ordering::Relaxed),
+        total,
+        "every reading acknowledged"
+    );
+    s.crash_and_restart().await.expect("restart");
+    for p in publishers {
+        p.abort();
+    }
+    let stored = total_stored(&s).await;
+    assert_eq!(
+        stored, total,
+        "readings acknowledged to the devices but not stored"
     );
 }

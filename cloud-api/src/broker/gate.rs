@@ -9,7 +9,8 @@
 //! device's own `reading`, `live`, `photo` or `status` topic and within that channel's size
 //! limit, a SUBSCRIBE only for its own `cmd` and `config` topics. A violation is counted,
 //! stored as a rejection, audited, and ends the connection. Revoking a device closes its open
-//! connections at once ([`Gate::kick`]).
+//! connections at once ([`Gate::kick`]). On the way back, rumqttd's PUBACK of a reading or
+//! photo is held until ingest has committed that message ([`super::receipts`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use super::embedded::Internal;
+use super::receipts::{Key, Receipts};
 use crate::store::devices::{DeviceState, Rejection};
 use crate::store::{NewAudit, Store};
 
@@ -36,6 +38,22 @@ use crate::store::{NewAudit, Store};
 const MAX_SMALL: usize = 4096;
 /// Largest CONNECT or SUBSCRIBE.
 const MAX_CONTROL: usize = 8192;
+/// How long a PUBACK waits for ingest's commit before the gate gives up on the connection.
+/// It closes it rather than acknowledge: the device then sends its unacknowledged messages
+/// again (a message rumqttd lost, or a store that is down for longer), and ingest recognises
+/// what it had already stored.
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the gate lets through: the message's weight in the backlog, and for a QoS 1
+/// reading or photo its packet id and receipt key (its PUBACK waits for the commit).
+#[derive(Debug, Default)]
+struct Admitted {
+    weight: u64,
+    receipt: Option<(u16, Key)>,
+}
+
+/// PUBACKs waiting for their commit, by packet id, on one connection.
+type Held = std::sync::Mutex<HashMap<u16, (Key, tokio::sync::oneshot::Receiver<()>)>>;
 
 /// Why a connection or packet was refused: the rejection reason code and a sentence.
 #[derive(Debug)]
@@ -60,6 +78,7 @@ pub struct Gate {
     kicks: Mutex<HashMap<String, Arc<Notify>>>,
     /// Readings and photos relayed but not yet stored by ingest.
     backlog: Arc<super::backlog::Backlog>,
+    receipts: Arc<Receipts>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -160,6 +179,7 @@ impl Gate {
         tls: Option<tokio_rustls::TlsAcceptor>,
         max_photo: usize,
         backlog: Arc<super::backlog::Backlog>,
+        receipts: Arc<Receipts>,
     ) -> Gate {
         Gate {
             store,
@@ -168,6 +188,7 @@ impl Gate {
             max_photo,
             kicks: Mutex::new(HashMap::new()),
             backlog,
+            receipts,
         }
     }
 
@@ -359,16 +380,15 @@ impl Gate {
         Ok(device)
     }
 
-    /// Checks one packet from an authenticated device.
-    /// Whether a device may send this packet; `Ok` with its weight in the backlog (non-zero
-    /// for the readings and photos that ingest stores).
+    /// Whether an authenticated device may send this packet, and what it means for the
+    /// backlog and the receipts (see [`Admitted`]).
     fn check(
         &self,
         device: &DeviceId,
         kind: u8,
         header: usize,
         frame: &Bytes,
-    ) -> Result<u64, (String, Refusal)> {
+    ) -> Result<Admitted, (String, Refusal)> {
         match kind {
             // PUBLISH: topic and size
             3 => {
@@ -391,9 +411,8 @@ impl Gate {
                     })?
                     .to_string();
                 let qos = (frame[0] >> 1) & 0b11;
-                let payload = body
-                    .len()
-                    .saturating_sub(2 + len + if qos > 0 { 2 } else { 0 });
+                let payload_at = 2 + len + if qos > 0 { 2 } else { 0 };
+                let payload = body.len().saturating_sub(payload_at);
                 let t = match Topic::parse(&topic) {
                     Ok(t) => t,
                     Err(e) => {
@@ -441,7 +460,16 @@ impl Gate {
                         ),
                     ));
                 }
-                Ok(super::backlog::weight(t.channel))
+                let weight = super::backlog::weight(t.channel);
+                let receipt = match (qos, body.get(2 + len..payload_at)) {
+                    (1, Some(&[hi, lo])) if weight > 0 => Some((
+                        u16::from_be_bytes([hi, lo]),
+                        self.receipts
+                            .key(&topic, body.get(payload_at..).unwrap_or_default()),
+                    )),
+                    _ => None,
+                };
+                Ok(Admitted { weight, receipt })
             }
             // SUBSCRIBE: own cmd and config only
             8 => {
@@ -470,11 +498,11 @@ impl Gate {
                         ));
                     }
                 }
-                Ok(0)
+                Ok(Admitted::default())
             }
             1 => Err((String::new(), refuse("malformed", "a second CONNECT"))),
             // acks, unsubscribe, ping, disconnect
-            4..=7 | 10 | 12 | 14 => Ok(0),
+            4..=7 | 10 | 12 | 14 => Ok(Admitted::default()),
             other => Err((
                 String::new(),
                 refuse("malformed", format!("packet type {other} from a client")),
@@ -555,6 +583,20 @@ impl Gate {
         metrics::gauge!("metcon_broker_devices_connected").increment(1.0);
 
         let max = self.max_packet();
+        let held = Held::default();
+        let hold = |a: &Admitted| {
+            if let Some((pkid, key)) = a.receipt {
+                let wait = self.receipts.expect(key);
+                let old = held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(pkid, (key, wait));
+                // a packet id reused before its PUBACK: the device gave up on the first
+                if let Some((old, _)) = old {
+                    self.receipts.forget(old);
+                }
+            }
+        };
         let up = async {
             let mut pending = BytesMut::new();
             loop {
@@ -564,7 +606,10 @@ impl Gate {
                     Err(r) => return Err((String::new(), r, 0)),
                 };
                 let mut ingested = match self.check(&device, kind, header, &frame) {
-                    Ok(w) => w,
+                    Ok(a) => {
+                        hold(&a);
+                        a.weight
+                    }
                     Err((topic, r)) => return Err((topic, r, frame.len())),
                 };
                 pending.extend_from_slice(&frame);
@@ -575,7 +620,10 @@ impl Gate {
                     }
                     let frame = buf.split_to(total).freeze();
                     match self.check(&device, kind, header, &frame) {
-                        Ok(w) => ingested += w,
+                        Ok(a) => {
+                            hold(&a);
+                            ingested += a.weight;
+                        }
                         Err((topic, r)) => {
                             self.backlog.admit(ingested).await;
                             let _ = bw.write_all(&pending).await;
@@ -593,7 +641,7 @@ impl Gate {
                 pending.clear();
             }
         };
-        let down = tokio::io::copy(&mut br, &mut cw);
+        let down = self.relay_down(&mut br, &mut cw, &held, &device);
         let outcome = tokio::select! {
             r = up => r,
             _ = down => Ok(()),
@@ -603,12 +651,74 @@ impl Gate {
             }
         };
         metrics::gauge!("metcon_broker_devices_connected").decrement(1.0);
+        // PUBACKs never sent: the device sends those messages again when it reconnects.
+        for (_, (key, wait)) in held.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            drop(wait);
+            self.receipts.forget(key);
+        }
         if let Err((topic, r, size)) = outcome {
             self.audit_refusal(Some(device.as_str()), &topic, peer, &r, size)
                 .await;
             bail!("{}", r.detail);
         }
         Ok(())
+    }
+}
+
+impl Gate {
+    /// Relays what rumqttd sends the device, in order, holding each PUBACK of a reading or
+    /// photo until ingest has committed it. Returns when either side closes, or when a
+    /// commit does not come within [`RECEIPT_TIMEOUT`].
+    async fn relay_down<R, W>(&self, br: &mut R, cw: &mut W, held: &Held, device: &DeviceId)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let mut out = BytesMut::with_capacity(8 * 1024);
+        loop {
+            match br.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            // rumqttd's packets are trusted; the bound only stops a runaway length
+            while let Ok(Some((kind, _, total))) = frame_header(&buf, usize::MAX) {
+                if buf.len() < total {
+                    break;
+                }
+                let frame = buf.split_to(total);
+                if kind == 4 && total == 4 {
+                    let pkid = u16::from_be_bytes([frame[2], frame[3]]);
+                    let wait = held.lock().unwrap_or_else(|p| p.into_inner()).remove(&pkid);
+                    if let Some((key, mut wait)) = wait {
+                        if wait.try_recv().is_err() {
+                            // what is ready goes now; the rest stays behind this PUBACK
+                            if !out.is_empty() {
+                                if cw.write_all(&out).await.is_err() {
+                                    return;
+                                }
+                                out.clear();
+                            }
+                            let committed = tokio::time::timeout(RECEIPT_TIMEOUT, wait).await;
+                            if !matches!(committed, Ok(Ok(()))) {
+                                self.receipts.forget(key);
+                                metrics::counter!("metcon_broker_receipt_timeouts_total")
+                                    .increment(1);
+                                tracing::warn!(%device, pkid, "ingest did not commit a message in time; closing the connection so the device sends it again");
+                                return;
+                            }
+                        }
+                    }
+                }
+                out.extend_from_slice(&frame);
+            }
+            if !out.is_empty() {
+                if cw.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod backlog;
 pub mod dynsec;
 pub mod embedded;
 pub mod gate;
+pub mod receipts;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub struct Broker {
     pub gate_addr: Option<SocketAddr>,
     /// Back-pressure from ingest to the gate, when embedded (see `backlog`).
     pub backlog: Option<Arc<backlog::Backlog>>,
+    /// When embedded: the gate holds devices' PUBACKs until ingest reports the message
+    /// finished here, and ingest acknowledges rumqttd at once (see `receipts`).
+    pub receipts: Option<Arc<receipts::Receipts>>,
 }
 
 fn base_options(c: &BrokerConfig, client_id: &str, host: &str, port: u16) -> MqttOptions {
@@ -119,12 +123,14 @@ pub async fn start(
             let addr = listener.local_addr()?;
             let tls_on = tls.is_some();
             let backlog = Arc::new(backlog::Backlog::new(backlog::DEFAULT_LIMIT));
+            let receipts = Arc::new(receipts::Receipts::new());
             let gate = Arc::new(gate::Gate::new(
                 store,
                 internal.clone(),
                 tls,
                 c.max_photo_bytes,
                 backlog.clone(),
+                receipts.clone(),
             ));
             tokio::spawn(gate.clone().serve(listener, shutdown));
             println!(
@@ -147,6 +153,7 @@ pub async fn start(
                 access: DeviceAccess::Gate(gate),
                 gate_addr: Some(addr),
                 backlog: Some(backlog),
+                receipts: Some(receipts),
             })
         }
         BrokerMode::External => {
@@ -192,6 +199,7 @@ pub async fn start(
                 access,
                 gate_addr: None,
                 backlog: None,
+                receipts: None,
             })
         }
     }

@@ -3,7 +3,8 @@
 //! One MQTT connection per replica (persistent session, manual acknowledgements). Signed
 //! readings and photos come through shared subscriptions (`$share/{group}/…`), so N replicas
 //! split the load and each message is stored once; they go through the [`pipeline`] and are
-//! acknowledged only once stored. Live weight, device status and the cloud changes topic are
+//! acknowledged only once stored (to an external broker; through the embedded one the
+//! devices' PUBACKs wait instead, `broker::receipts`). Live weight, device status and the cloud changes topic are
 //! plain subscriptions, so every replica's kiosks see them. Stable readings of armed devices
 //! go to the binder ([`binding`]). The connection is re-established with backoff, forever.
 
@@ -60,7 +61,8 @@ pub async fn spawn(
     // pipeline's acknowledgements go out through that same loop (a bounded queue here
     // deadlocks under a burst: loop waits for the pipeline, pipeline waits for its acks to be
     // sent). What can queue is bounded by the broker anyway: it sends at most its in-flight
-    // window of QoS 1 messages before our acknowledgements, which come after the commit.
+    // window of QoS 1 messages before our acknowledgements, which come after the commit
+    // (external broker), or the gate's backlog limit (embedded, acknowledged on taking).
     let (items_tx, items_rx) = mpsc::unbounded_channel();
     let (bind_tx, bind_rx) = mpsc::channel(1024);
     let (changes_tx, changes_rx) = mpsc::channel(1024);

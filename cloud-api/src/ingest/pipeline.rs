@@ -6,9 +6,12 @@
 //! most `ingest.max_wait_ms` for the first group to fill): their signatures are checked with
 //! one Ed25519 batch verification (falling back to one by one to find a bad one), the
 //! readings are stored in one transaction (group commit) together with the rejections and
-//! their audit records, and only then are the messages acknowledged to the broker. A crash
-//! before the commit therefore loses nothing: the broker delivers again, and re-delivered
-//! readings are recognised as duplicates. A bad message never stops the pipeline.
+//! their audit records, and only then are the messages acknowledged: to an external broker,
+//! which persists them and delivers again after a crash; through the embedded broker, whose
+//! log is memory, to the devices themselves (the gate holds their PUBACKs until the commit,
+//! `broker::receipts`; rumqttd is acknowledged at once). A crash before the commit therefore
+//! loses nothing: the broker or the device sends again, and re-delivered readings are
+//! recognised as duplicates. A bad message never stops the pipeline.
 
 use std::time::{Duration, Instant};
 
@@ -444,14 +447,28 @@ pub async fn run(
     let (checked_tx, mut checked_rx) = mpsc::channel::<(Vec<Item>, Vec<Message>, Checked)>(1);
     let storer = {
         let state = state.clone();
+        let acker = match state.broker.as_ref().and_then(|b| b.receipts.clone()) {
+            Some(receipts) => Acker::Device(receipts),
+            None => Acker::Broker(client.clone()),
+        };
         tokio::spawn(async move {
             while let Some((group, messages, checked)) = checked_rx.recv().await {
-                store_group(&state, &client, group, &messages, checked, &binder).await;
+                store_group(&state, &acker, group, &messages, checked, &binder).await;
             }
         })
     };
+    let early_acks = state.broker.as_ref().is_some_and(|b| b.receipts.is_some());
     while let Some(first) = rx.recv().await {
         let group = gather(first, &mut rx, max_batch, max_wait).await;
+        if early_acks {
+            // The devices hold these until the commit (their PUBACKs wait in the gate), so
+            // rumqttd may send the next ones now instead of waiting for this commit.
+            for item in &group {
+                if let Err(e) = client.ack(&item.publish).await {
+                    tracing::warn!(error = %e, "cannot acknowledge a message");
+                }
+            }
+        }
         let messages: Vec<Message> = group
             .iter()
             .filter(|i| {
@@ -483,8 +500,8 @@ pub async fn run(
 /// A group: `first` and what follows it. A burst (the broker sends its in-flight window at
 /// once) is taken whole without waiting; a message that trickles in alone waits up to
 /// `max_wait` for company, so a slow stream still commits in groups. Waiting after a burst
-/// would only delay it: the broker sends no more until this group is acknowledged (rumqttd
-/// keeps at most 100 messages in flight to a subscriber).
+/// would only delay it: the broker sends no more than its in-flight window (100 for rumqttd)
+/// until this group is acknowledged, which for rumqttd happens right after gathering.
 async fn gather(
     first: Item,
     rx: &mut mpsc::UnboundedReceiver<Item>,
@@ -536,9 +553,17 @@ where
     }
 }
 
+/// Who is told that a group is committed.
+enum Acker {
+    /// The external broker, which persists messages until acknowledged.
+    Broker(AsyncClient),
+    /// The devices, through the gate (embedded broker; rumqttd was acknowledged already).
+    Device(std::sync::Arc<crate::broker::receipts::Receipts>),
+}
+
 async fn store_group(
     state: &AppState,
-    client: &AsyncClient,
+    acker: &Acker,
     group: Vec<Item>,
     messages: &[Message],
     checked: Checked,
@@ -551,9 +576,13 @@ async fn store_group(
             Ok(Channel::Photo)
         )
     }) {
-        if let Err(e) = store_photo(state, p).await {
-            tracing::error!(error = %e, topic = %p.publish.topic, "photo not stored; the broker will deliver it again");
-            return;
+        // Tried until it is stored, as readings are: the group behind it waits, and the
+        // broker and the devices hold the rest.
+        let mut backoff = Duration::from_millis(50);
+        while let Err(e) = store_photo(state, p).await {
+            tracing::error!(error = %format!("{e:#}"), topic = %p.publish.topic, "photo not stored; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
     let outcome = match commit(state, checked).await {
@@ -576,8 +605,15 @@ async fn store_group(
     for item in &group {
         metrics::histogram!("metcon_ingest_store_seconds")
             .record(item.received.elapsed().as_secs_f64());
-        if let Err(e) = client.ack(&item.publish).await {
-            tracing::warn!(error = %e, "cannot acknowledge a message");
+        match acker {
+            Acker::Broker(client) => {
+                if let Err(e) = client.ack(&item.publish).await {
+                    tracing::warn!(error = %e, "cannot acknowledge a message");
+                }
+            }
+            Acker::Device(receipts) => {
+                receipts.done(receipts.key(&item.publish.topic, &item.publish.payload));
+            }
         }
     }
     if let Some(backlog) = state.broker.as_ref().and_then(|b| b.backlog.as_ref()) {
