@@ -31,16 +31,25 @@ async fn stream_shows_stable(base: String, token: String, net: &'static str) {
         .bearer_auth(token)
         .send()
         .await
-        .unwrap();
-    assert_eq!(
-        res.headers()["content-type"].to_str().unwrap(),
-        "text/event-stream"
-    );
+        .expect("the station's event stream answers");
+    let status = res.status();
+    let kind = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if status != 200 || kind != "text/event-stream" {
+        let text = res.text().await.unwrap_or_default();
+        panic!("the event stream answered {status} ({kind}): {text}");
+    }
     let mut body = res.bytes_stream();
     let mut seen = String::new();
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(chunk) = body.next().await {
-            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            let chunk =
+                chunk.unwrap_or_else(|e| panic!("the event stream broke off: {e}; saw:\n{seen}"));
+            seen.push_str(&String::from_utf8_lossy(&chunk));
             for frame in seen.split("\n\n") {
                 let data = frame
                     .lines()
