@@ -1031,6 +1031,31 @@ async fn wrong_methods_outside_the_api_are_problem_json_too() {
 // Sessions
 // ---------------------------------------------------------------------------------------------
 
+/// A name that is no user's is often a password typed into the username box: the failed
+/// login is audited without it.
+#[tokio::test]
+async fn a_failed_login_under_an_unknown_name_does_not_record_the_name() {
+    let w = World::new().await;
+    let typed = "Tr0ub4dor&3-in-the-wrong-box";
+    let r = login_full(&w.app, typed, PASSWORD).await;
+    assert_problem(&r, 401, "unknown user");
+    let log = audit_log(&w).await;
+    let unknown = log
+        .iter()
+        .rfind(|r| r["action"] == "login_failed")
+        .expect("the unknown user's attempt is audited");
+    assert_eq!(unknown["target"], "user:(unknown)", "{unknown}");
+    assert_eq!(unknown["actor"], "anonymous", "{unknown}");
+    assert_eq!(unknown["details"]["reason"], "unknown user", "{unknown}");
+    let whole = serde_json::to_string(&log).expect("json");
+    assert!(
+        !whole
+            .to_ascii_lowercase()
+            .contains(&typed.to_ascii_lowercase()),
+        "the typed name is in the audit log"
+    );
+}
+
 #[tokio::test]
 async fn repeated_failed_logins_are_throttled_and_audited() {
     let w = World::new().await;

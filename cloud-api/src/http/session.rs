@@ -198,17 +198,18 @@ pub async fn login(
                 Some(u) if !u.active => "account deactivated",
                 Some(_) => "wrong password",
             };
-            let actor = if other.is_some() {
-                name.as_str()
-            } else {
-                "anonymous"
+            // A name that is no user's is not written down: it is often a password typed
+            // into the username box. The address and the time still show an attack.
+            let (actor, target) = match &other {
+                Some(_) => (name.as_str(), format!("user:{name}")),
+                None => ("anonymous", "user:(unknown)".to_string()),
             };
             state
                 .store
                 .append_audit(&audit(
                     actor,
                     "login_failed",
-                    format!("user:{name}"),
+                    target,
                     json!({ "reason": reason }),
                     client.ip.clone(),
                 ))
