@@ -9,9 +9,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use metcon_e2e::fleet::{
-    enroll_many, options, run_device, setup, signed, total_stored, BrokerKind,
+    enroll_many, options, run_device, setup, signed, total_stored, BrokerKind, Device,
 };
 use reqwest::Method;
+use rumqttc::MqttOptions;
+
+/// Publishes readings 1..=n of `d` as fast as the connection allows; the task ends once all
+/// are acknowledged (each acknowledgement also counted in `acked`, if given).
+fn publish_all(
+    o: MqttOptions,
+    d: &Device,
+    n: u64,
+    acked: Option<Arc<AtomicU64>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run_device(
+        o,
+        format!("metcon/v1/dev/{}/reading", d.id),
+        (1..=n).map(|q| signed(d, q)).collect(),
+        Instant::now(),
+        None,
+        Arc::new(Mutex::new(HashMap::new())),
+        String::new(),
+        acked,
+    ))
+}
 
 const DEVICES: usize = 20;
 const PER_DEVICE: u64 = 5_000;
@@ -20,24 +41,12 @@ const PER_DEVICE: u64 = 5_000;
 async fn a_burst_beyond_the_in_flight_limit_loses_nothing() {
     let s = setup(BrokerKind::Embedded).await.expect("server");
     let devs = enroll_many(&s, DEVICES).await;
-    let sent = Arc::new(Mutex::new(HashMap::new()));
-    let start = Instant::now();
     let mut publishers = Vec::new();
     for d in &devs {
-        let payloads = (1..=PER_DEVICE).map(|q| signed(d, q)).collect();
         // 20 × 1,000 unacknowledged publishes at once: well past the gate's 8,192.
         let mut o = options(&s, d);
         o.set_inflight(1000);
-        publishers.push(tokio::spawn(run_device(
-            o,
-            format!("metcon/v1/dev/{}/reading", d.id),
-            payloads,
-            start,
-            None,
-            sent.clone(),
-            String::new(),
-            None,
-        )));
+        publishers.push(publish_all(o, d, PER_DEVICE, None));
     }
     // Every publisher returns once the broker has acknowledged all its readings.
     for p in publishers {
@@ -107,22 +116,10 @@ async fn a_crash_right_after_the_acknowledgements_loses_no_acknowledged_reading(
     let mut s = setup(BrokerKind::Embedded).await.expect("server");
     let devs = enroll_many(&s, DEVICES).await;
     let acked = Arc::new(AtomicU64::new(0));
-    let sent = Arc::new(Mutex::new(HashMap::new()));
-    let start = Instant::now();
-    let mut publishers = Vec::new();
-    for d in &devs {
-        let payloads = (1..=PER_DEVICE).map(|q| signed(d, q)).collect();
-        publishers.push(tokio::spawn(run_device(
-            options(&s, d),
-            format!("metcon/v1/dev/{}/reading", d.id),
-            payloads,
-            start,
-            None,
-            sent.clone(),
-            String::new(),
-            Some(acked.clone()),
-        )));
-    }
+    let publishers: Vec<_> = devs
+        .iter()
+        .map(|d| publish_all(options(&s, d), d, PER_DEVICE, Some(acked.clone())))
+        .collect();
     let total = DEVICES as u64 * PER_DEVICE;
     let deadline = Instant::now() + Duration::from_secs(120);
     while acked.load(Ordering::Relaxed) < total && Instant::now() < deadline {
