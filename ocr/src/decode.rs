@@ -200,11 +200,6 @@ impl Features {
             self.edge_right,
         ]
     }
-
-    /// Uncalibrated quality used to rank candidate regions of a photo (higher is better).
-    pub fn quality(&self) -> f32 {
-        self.lp + self.ln_min_step + self.ln_min_char
-    }
 }
 
 /// Calibration fitted in training: score `z = w · features + b`, confidence = monotone

@@ -214,8 +214,22 @@ impl Reader {
     /// Three passes over a region, combined: the text of the plain pass if a stretched pass
     /// agrees, else the text both stretched passes agree on, else the plain pass's.
     fn read_region(&self, crop: &Gray) -> Result<(Decoded, Features, Vec<String>), OcrError> {
+        self.read_region_after(crop, None)
+    }
+
+    /// As [`Reader::read_region`], reusing the plain pass when the caller has already run it
+    /// on exactly this crop (a photo's chosen candidate): one network pass saved.
+    fn read_region_after(
+        &self,
+        crop: &Gray,
+        plain: Option<Decoded>,
+    ) -> Result<(Decoded, Features, Vec<String>), OcrError> {
+        let first = match plain {
+            Some(d) => d,
+            None => self.read_once(crop, STRETCHES[0])?,
+        };
         let passes = [
-            self.read_once(crop, STRETCHES[0])?,
+            first,
             self.read_once(crop, STRETCHES[1])?,
             self.read_once(crop, STRETCHES[2])?,
         ];
@@ -254,13 +268,29 @@ impl Reader {
         Ok(d)
     }
 
+    /// Ranking of a single-pass reading among photo candidates: plausible readings first,
+    /// then the calibration's score of that one pass. The score weighs the length of the
+    /// reading and the room at the crop edges, so the whole number beats a confidently read
+    /// fragment of it (a lone `1` of a `-6592`), which the raw path probability prefers.
+    fn rank(&self, d: &Decoded) -> f32 {
+        let z = self.calibration.score(&Features::single(d));
+        if decode::plausible(&d.text) && !d.text.bytes().all(|c| c == b'-') {
+            z
+        } else if d.text.is_empty() {
+            -2000.0 + z
+        } else {
+            -1000.0 + z
+        }
+    }
+
     fn crop_of(gray: &Gray, r: Roi) -> Gray {
         gray.crop(r.x as usize, r.y as usize, r.w as usize, r.h as usize)
     }
 
-    /// Full photo: the whole image and the localised candidates are read once each; the
-    /// best plausible reading's region is grown sideways to catch fragments of a longer
-    /// number, then read with three passes.
+    /// Full photo: the whole image and the localised candidates are read once each and
+    /// ranked by the calibration's score ([`Reader::rank`]); the best plausible reading's
+    /// region is grown sideways to catch fragments of a longer number, then read with the
+    /// two stretched passes (the plain one is the read already made).
     fn read_photo(&self, gray: &Gray) -> Result<(DisplayReading, ReadTrace), OcrError> {
         let full = Roi {
             x: 0,
@@ -287,8 +317,8 @@ impl Reader {
         }
         let mut best: Option<(Decoded, f32, Roi)> = None;
         for &r in &regions {
-            let d = self.read_once(&region_gray(r), 1.0)?;
-            let q = rank(&d);
+            let d = self.read_once(&region_gray(r), STRETCHES[0])?;
+            let q = self.rank(&d);
             if best.as_ref().is_none_or(|(_, bq, _)| q > *bq) {
                 best = Some((d, q, r));
             }
@@ -319,7 +349,7 @@ impl Reader {
             if ex == r {
                 break;
             }
-            let de = self.read_once(&region_gray(ex), 1.0)?;
+            let de = self.read_once(&region_gray(ex), STRETCHES[0])?;
             if de.text == d.text {
                 trace.grown_disagrees = false;
                 break;
@@ -336,7 +366,8 @@ impl Reader {
                 break;
             }
         }
-        let (d, f, texts) = self.read_region(&region_gray(r))?;
+        // `d` is the plain pass over exactly `r` (the candidate's or the grown region's read)
+        let (d, f, texts) = self.read_region_after(&region_gray(r), Some(d))?;
         let mut c = self
             .calibration
             .confidence(&d.text, &f, self.calibration.photo_offset);
@@ -351,19 +382,6 @@ impl Reader {
         trace.features = f;
         trace.pass_texts = texts;
         Ok((reading(d, c, r), trace))
-    }
-}
-
-/// Ranking of a single-pass reading among photo candidates: plausible readings first, then
-/// the uncalibrated quality of the pass.
-fn rank(d: &Decoded) -> f32 {
-    let q = Features::single(d).quality();
-    if decode::plausible(&d.text) && !d.text.bytes().all(|c| c == b'-') {
-        q
-    } else if d.text.is_empty() {
-        -2000.0 + q
-    } else {
-        -1000.0 + q
     }
 }
 

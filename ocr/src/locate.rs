@@ -4,8 +4,11 @@
 //! marked; their local density is measured with box filters at three window sizes (digits of
 //! different sizes); dense connected regions become candidate boxes, neighbouring boxes on
 //! one text line are merged, and the best-scoring few are returned in full-resolution
-//! coordinates. The reader runs the recogniser on each candidate and keeps the most
-//! confident reading, so a candidate only has to contain the digits, not be exact.
+//! coordinates. A dense region is often a whole display window, in which the digits are
+//! small; the text line inside the best few (found on horizontal gradients, which the
+//! vertical segment strokes make and the window's horizontal edges do not) is proposed as
+//! well. The reader runs the recogniser on each candidate and keeps the best reading, so a
+//! candidate only has to contain the digits with a margin, not be exact.
 
 use crate::preprocess::Gray;
 
@@ -96,6 +99,19 @@ pub fn candidates_in(small: &Gray, s: f32, max: usize) -> Vec<Rect> {
             }
         }
     }
+    // A dense region is often the whole display window (digits, annotations, bezel edges),
+    // in which the digits are too small once the region is scaled to the network's 32 px.
+    // The text line inside it, tightened, is proposed too (after the regions themselves).
+    let tight: Vec<Rect> = keep
+        .iter()
+        .take(TIGHTENED)
+        .filter_map(|b| tighten(small, b))
+        .collect();
+    for t in tight {
+        if keep.iter().all(|k| k.iou(&t) < 0.6) {
+            keep.push(t);
+        }
+    }
     let inv = 1.0 / s;
     keep.into_iter()
         .map(|b| Rect {
@@ -106,6 +122,93 @@ pub fn candidates_in(small: &Gray, s: f32, max: usize) -> Vec<Rect> {
             score: b.score,
         })
         .collect()
+}
+
+/// How many of the best candidates get a tightened text-line box as well.
+const TIGHTENED: usize = 4;
+
+/// The strongest text line inside `b`, found on horizontal gradients only (the vertical
+/// strokes of the digits; the horizontal edges of a display window or bezel, which would
+/// otherwise be the densest rows, do not count): the run of rows around the densest one
+/// whose count stays above a third of it, then the columns of that band that hold such
+/// edges, plus a margin as in training (0.15 line heights above and below, 0.3 beside).
+/// `None` when that is not clearly smaller than `b` (nothing to gain) or too small to read.
+fn tighten(g: &Gray, b: &Rect) -> Option<Rect> {
+    let (w, h) = (g.w, g.h);
+    let x0 = (b.x.max(1.0) as usize).min(w - 1);
+    let y0 = (b.y.max(0.0) as usize).min(h);
+    let x1 = ((b.x + b.w) as usize).min(w - 1);
+    let y1 = ((b.y + b.h) as usize).min(h);
+    if x1 <= x0 + 4 || y1 <= y0 + 4 {
+        return None;
+    }
+    let dx = |x: usize, y: usize| (g.at(x + 1, y) - g.at(x - 1, y)).abs();
+    let mut mags: Vec<f32> = (y0..y1)
+        .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+        .map(|(x, y)| dx(x, y))
+        .collect();
+    let k = mags.len() * 85 / 100;
+    let t = *mags.select_nth_unstable_by(k, f32::total_cmp).1;
+    let t = t.max(10.0);
+    let edges: Vec<u8> = (y0..y1)
+        .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+        .map(|(x, y)| u8::from(dx(x, y) > t))
+        .collect();
+    let bw = x1 - x0;
+    let rows: Vec<u32> = (0..y1 - y0)
+        .map(|r| {
+            edges[r * bw..(r + 1) * bw]
+                .iter()
+                .map(|&e| u32::from(e))
+                .sum()
+        })
+        .collect();
+    // rows smoothed over 3 so that one thin gap between segments does not split a digit
+    let sm: Vec<u32> = (0..rows.len())
+        .map(|i| {
+            let a = i.saturating_sub(1);
+            let z = (i + 2).min(rows.len());
+            rows[a..z].iter().sum::<u32>() / (z - a) as u32
+        })
+        .collect();
+    let (peak, &top) = sm.iter().enumerate().max_by_key(|&(_, v)| *v)?;
+    if top < 3 {
+        return None;
+    }
+    let thr = top / 3;
+    let mut ra = peak;
+    while ra > 0 && sm[ra - 1] > thr {
+        ra -= 1;
+    }
+    let mut rb = peak + 1;
+    while rb < sm.len() && sm[rb] > thr {
+        rb += 1;
+    }
+    let (ty0, ty1) = (y0 + ra, y0 + rb);
+    let lh = (ty1 - ty0) as f32;
+    if lh < 4.0 {
+        return None;
+    }
+    let cols: Vec<u32> = (0..bw)
+        .map(|c| (ra..rb).map(|r| u32::from(edges[r * bw + c])).sum())
+        .collect();
+    let need = ((lh * 0.08) as u32).max(1);
+    let ca = cols.iter().position(|&c| c >= need)?;
+    let cb = cols.iter().rposition(|&c| c >= need)? + 1;
+    let (tx0, tx1) = ((x0 + ca) as f32, (x0 + cb) as f32);
+    let (mx, my) = (0.3 * lh, 0.15 * lh);
+    let nx0 = (tx0 - mx).max(0.0);
+    let ny0 = (ty0 as f32 - my).max(0.0);
+    let nx1 = (tx1 + mx).min(w as f32);
+    let ny1 = (ty1 as f32 + my).min(h as f32);
+    let t = Rect {
+        x: nx0,
+        y: ny0,
+        w: nx1 - nx0,
+        h: ny1 - ny0,
+        score: b.score,
+    };
+    (t.h < 0.8 * b.h && t.w >= 6.0 && t.h >= 5.0).then_some(t)
 }
 
 fn plausible_box(b: &Rect, sw: f32, sh: f32) -> bool {
@@ -310,6 +413,43 @@ mod tests {
         let best = c[0];
         assert!(best.x < 215.0 && best.x + best.w > 345.0, "{best:?}");
         assert!(best.y < 105.0 && best.y + best.h > 135.0, "{best:?}");
+    }
+
+    #[test]
+    fn tightens_a_display_window_to_its_digit_line() {
+        // a bright window frame (strong horizontal edges) around a line of vertical strokes
+        let (w, h) = (640, 360);
+        let mut data = vec![30.0f32; w * h];
+        for y in 80..240 {
+            for x in 150..450 {
+                let frame = !(84..236).contains(&y) || !(154..446).contains(&x);
+                let stroke = (140..180).contains(&y) && (200..400).contains(&x) && (x / 5) % 4 == 0;
+                if frame || stroke {
+                    data[y * w + x] = 230.0;
+                }
+            }
+        }
+        let g = Gray { w, h, data };
+        let window = Rect {
+            x: 150.0,
+            y: 80.0,
+            w: 300.0,
+            h: 160.0,
+            score: 1.0,
+        };
+        let Some(t) = tighten(&g, &window) else {
+            panic!("no text line found")
+        };
+        assert!(t.y <= 140.0 && t.y + t.h >= 180.0, "{t:?}");
+        assert!(t.h < 0.5 * window.h, "{t:?}");
+        assert!(t.x <= 200.0 && t.x + t.w >= 396.0, "{t:?}");
+        // a flat region has no text line
+        let flat = Gray {
+            w,
+            h,
+            data: vec![90.0; w * h],
+        };
+        assert_eq!(tighten(&flat, &window), None);
     }
 
     #[test]

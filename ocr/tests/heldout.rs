@@ -22,8 +22,8 @@ fn testdata(sub: &str) -> PathBuf {
 }
 
 /// Measured on this set in a release build (see BENCHMARKS.md), minus a margin.
-const MIN_CROP_ACCURACY: f64 = 0.85; // measured 0.910
-const MIN_SCENE_ACCURACY: f64 = 0.5; // measured 0.725 on all 40 scenes
+const MIN_CROP_ACCURACY: f64 = 0.9; // measured 0.947
+const MIN_SCENE_ACCURACY: f64 = 0.7; // measured 0.825 on all 40 scenes
 
 #[test]
 fn crops_accuracy_and_calibration() {
@@ -143,7 +143,8 @@ fn localises_and_reads_phone_scenes() {
         "display found in only {found} of {}",
         all.len()
     );
-    // weak model: coverage on scenes is low; no more than one wrong accepted reading
+    // none of the 13 accepted readings of all 40 scenes is wrong; one is tolerated here so
+    // that a last-bit difference of float kernels on another CPU cannot fail the test
     assert!(
         wrong_accepted <= 1,
         "{wrong_accepted} wrong among {accepted} accepted"

@@ -1,29 +1,24 @@
 """Fits the confidence calibration on exactly what the Rust reader outputs.
 
 Input: the CSVs written by `metcon-ocr features DIR --model sevenseg.onnx` over the
-calibration set (seed 4, never used in training, validation or the committed test set):
-`crops.csv` (fixed regions: three passes at 100 / 88 / 112 % width, combined) and
-`scenes.csv` (phone photos: localisation, grow-and-confirm, three passes).
+calibration set (seed 2, the validation seed: never used for training or the committed test
+set): `--crops` (fixed regions: three passes at 100 / 88 / 112 % width, combined) and
+`--scenes` (phone photos: localisation, grow-and-confirm, three passes; read with
+`--calibration` set to the crop fit, because the score ranks a photo's candidates).
 
-Model (implemented identically in Rust, `decode::Calibration`):
-  z = bias + w . features       features: lp, ln_min_step, ln_min_char, point_alt, agree,
-                                len, lp_min (see decode.rs)
-  confidence = piecewise-linear monotone map of z (knots)
-  implausible strings (and "") are capped at 0.3.
-1. Logistic regression (L2) of "reading exactly right" on the features, fitted on the even
-   rows of the crop set (the *fit half*); strings no scale displays are left out (capped).
-2. Isotonic regression of correctness on z (fit half) gives the empirical P(correct | z).
-3. Acceptance cut z*: the smallest z whose accepted set {z >= z*} on the fit half has a
-   wrong-rate <= --target (0.1 %, a margin under the required 0.5 %) and at least 3
-   readings above every error that remains (no single lucky gap decides).
-4. Knots: P(correct | z) from step 2, held below 0.85 for z < z* and raised to at least
-   0.85 for z >= z*, so that "confidence >= 0.85" is exactly "z >= z*". Below the cut the
-   confidence is the measured probability of being right.
-5. Photos: the same map with a score offset (<= 0) chosen on the calibration scenes so that
+Model (implemented identically in Rust, `decode::Calibration`; README.md has the details):
+  z = bias + w . features       (lp, ln_min_step, ln_min_char, point_alt, agree, len,
+                                lp_min, edge_left, edge_right; see decode.rs)
+  confidence = piecewise-linear monotone map of z (knots), implausible strings capped at 0.3
+1. Cross-fitted scores: each half of the crops scored by a logistic regression (L2) fitted
+   on the other half; the largest set of top cross-fitted scores whose wrong-rate is <=
+   --target (0.25 %, half the 0.5 % goal) fixes how many crops are accepted.
+2. The final logistic is fitted on all crops; the cut z* keeps the same number above it.
+3. Knots: isotonic P(correct | z), held below 0.85 for z < z* and raised to >= 0.85 above,
+   so that "confidence >= 0.85" is exactly "z >= z*".
+4. Photos: the same map with a score offset (<= 0) chosen on the calibration scenes so that
    no accepted scene reading is wrong there; a region grown sideways that reads differently
    caps the confidence at 0.5 and a one-character photo reading at 0.8 (Rust rules).
-The odd rows of the crop set (the *check half*) and the committed test set are not used
-for fitting; the check half's figures are stored in calibration.json.
 """
 
 import argparse

@@ -1,5 +1,6 @@
 """Renders a labelled image set: the committed held-out evaluation set (seed 3, never used
-in training or calibration) and the calibration set (seed 4, kept outside the repository).
+in training or calibration) and the calibration set (seed 2, the validation seed; kept
+outside the repository).
 
 `crops/`: display crops as a fixed camera's region gives them (roi column "full"), JPEG q92;
 `scenes/`: 1080p-class "phone photos" of scales, JPEG q60. Each folder has labels.csv

@@ -94,7 +94,11 @@ def random_text(rng):
             intd = [str(int(rng.integers(0, 10)))]
         else:
             intd = [str(int(rng.integers(1, 10)))] + [str(int(d)) for d in rng.integers(0, 10, size=int_digits - 1)]
-        if decimals > 0 and not intd and int_places >= 1:
+        if decimals > 0 and not intd:
+            if int_places < 1:
+                # no cell left for the zero before the point ("-.54"): scales show "-0.5"
+                decimals -= 1
+                frac = frac[:decimals]
             intd = ["0"]
             int_digits = 1
         digits = intd + frac
@@ -103,6 +107,9 @@ def random_text(rng):
             digits = ["0"] * len(digits)
     lit = (["-"] if negative else []) + digits
     cells = [" "] * (n - len(lit)) + lit
+    if negative and len(lit) < n and _chance(rng, 0.3):
+        # minus sign in the leftmost cell, away from the number (label unchanged)
+        cells = ["-"] + [" "] * (n - len(lit)) + digits
     dp_after = set()
     if decimals > 0:
         idx = n - 1 - decimals
@@ -135,33 +142,21 @@ def segment_polys(w, h, t, gap, shape):
             return [(x0, y), (x0 + ht, y - ht), (x1 - ht, y - ht), (x1, y), (x1 - ht, y + ht), (x0 + ht, y + ht)]
         if shape == "rect":
             return [(x0 + ht * 0.6, y - ht), (x1 - ht * 0.6, y - ht), (x1 - ht * 0.6, y + ht), (x0 + ht * 0.6, y + ht)]
-        if shape == "round":
-            return ("round", (x0 + ht, y), (x1 - ht, y))
-        # trapezoid (outer edge long)
-        return [(x0, y - ht), (x1, y - ht), (x1 - t, y + ht), (x0 + t, y + ht)]
+        # rounded (stadium): drawn as a thick line with round caps
+        return ("round", (x0 + ht, y), (x1 - ht, y))
 
     def vseg(x, y0, y1, side):
         if shape == "hex":
             return [(x, y0), (x + ht, y0 + ht), (x + ht, y1 - ht), (x, y1), (x - ht, y1 - ht), (x - ht, y0 + ht)]
         if shape == "rect":
             return [(x - ht, y0 + ht * 0.6), (x + ht, y0 + ht * 0.6), (x + ht, y1 - ht * 0.6), (x - ht, y1 - ht * 0.6)]
-        if shape == "round":
-            return ("round", (x, y0 + ht), (x, y1 - ht))
-        if side == "l":
-            return [(x - ht, y0), (x + ht, y0 + t), (x + ht, y1 - t), (x - ht, y1)]
-        return [(x + ht, y0), (x - ht, y0 + t), (x - ht, y1 - t), (x + ht, y1)]
+        return ("round", (x, y0 + ht), (x, y1 - ht))
 
     xl, xr = ht, w - ht
     yt, yb = ht, h - ht
-    if shape == "trap":
-        polys["a"] = hseg(gap, w - gap, yt)
-        polys["d"] = [(gap + t, yb - ht), (w - gap - t, yb - ht), (w - gap, yb + ht), (gap, yb + ht)]
-    else:
-        polys["a"] = hseg(xl + gap, xr - gap, yt)
-        polys["d"] = hseg(xl + gap, xr - gap, yb)
-    polys["g"] = hseg(xl + gap, xr - gap, ym) if shape != "trap" else [
-        (t + gap, ym), (t + gap + ht, ym - ht), (w - t - gap - ht, ym - ht), (w - t - gap, ym),
-        (w - t - gap - ht, ym + ht), (t + gap + ht, ym + ht)]
+    polys["a"] = hseg(xl + gap, xr - gap, yt)
+    polys["d"] = hseg(xl + gap, xr - gap, yb)
+    polys["g"] = hseg(xl + gap, xr - gap, ym)
     polys["b"] = vseg(xr, yt + gap, ym - gap, "r")
     polys["c"] = vseg(xr, ym + gap, yb - gap, "r")
     polys["e"] = vseg(xl, ym + gap, yb - gap, "l")
@@ -264,23 +259,36 @@ def _palette(rng):
     return p
 
 
-def render_display(rng, cells=None, dp_after=None, label=None, small_last=None):
+def render_display(rng, cells=None, dp_after=None, label=None, small_last=None, H=None):
     """Renders one display. Returns dict with img (float RGB 0..255), label, digits box
     (x0, y0, x1, y1 of lit+blank digit cells), text box (digits + unit marks), window box,
-    and per-cell x extents."""
+    the lit mask, the mask of lit decimal points, and one element per label character
+    (character, canvas box) for the legibility check.
+
+    H is the digit height on the canvas (default 30-52 px); crops pass a height close to
+    the final one so that low-resolution crops are cheap to render."""
     if cells is None:
         cells, dp_after, label, small_last = random_text(rng)
     pal = _palette(rng)
     kind = pal["kind"]
-    H = _u(rng, 30, 52)  # digit height in canvas pixels
+    if H is None:
+        H = _u(rng, 30, 52)  # digit height in canvas pixels
     W = H * _u(rng, 0.42, 0.66)
     t = H * _u(rng, 0.08, 0.19) if kind != "led" else H * _u(rng, 0.1, 0.2)
+    # segments stay bars, not blobs: stroke at most 20-32 % of the digit width
+    t = min(t, W * _u(rng, 0.2, 0.32))
     gap = H * _u(rng, 0.0, 0.04) if kind != "led" else H * _u(rng, 0.01, 0.05)
     shape = str(rng.choice(["hex", "rect", "round"], p=[0.5, 0.3, 0.2]))
     if kind == "led" and _chance(rng, 0.5):
         shape = "rect" if _chance(rng, 0.5) else "round"
     shear = math.tan(math.radians(_u(rng, 0, 15) if _chance(rng, 0.75) else 0.0))
     spacing = W * _u(rng, 0.18, 0.55)
+    # decimal point: a square or dot about one stroke wide (diameter 0.9-1.5 strokes), as on
+    # real scales; the digit pitch always leaves room for it between the cells
+    dp_r = max(0.9, t * _u(rng, 0.45, 0.75))
+    dp_comma = _chance(rng, 0.08)  # comma-shaped point (small tail), still labelled "."
+    spacing = max(spacing, 2 * dp_r + 0.35 * t)
+    dp_pos = _u(rng, 0.3, 0.6)  # centre of the point across the gap (0 = previous digit)
     variants = {k: v[int(rng.integers(len(v)))] for k, v in VARIANTS.items()}
     n = len(cells)
     small_scale = _u(rng, 0.55, 0.8) if small_last else 1.0
@@ -317,6 +325,8 @@ def render_display(rng, cells=None, dp_after=None, label=None, small_last=None):
 
     lit = np.zeros((ch, cw), np.float32)
     ghost = np.zeros((ch, cw), np.float32)
+    dp_mask = np.zeros((ch, cw), np.float32)
+    elements = []  # (character, (x0, y0, x1, y1)) in label order
 
     for i, c in enumerate(cells):
         cx, w, h = xs[i]
@@ -326,17 +336,27 @@ def render_display(rng, cells=None, dp_after=None, label=None, small_last=None):
         on = variants.get(c, DIGITS[c])
         for s, poly in polys.items():
             _draw_poly(lit if s in on else ghost, poly, ox + cx, oy + dy, shear, h, tt)
-        # decimal point after the cell
-        r = max(1.5, tt * _u(rng, 0.5, 0.9))
-        dpx = ox + cx + w + spacing * 0.5 + (r * 0.3)
-        dpy = oy + H - r
-        target = lit if i in dp_after else ghost
+        if c != " ":
+            elements.append((c, (ox + cx, oy + dy, ox + cx + w + shear * h, oy + H)))
+        # decimal point in the gap after the cell, on the baseline
         if i < n - 1 or i in dp_after:
-            if shape == "round" or kind == "led":
-                cv2.circle(target, (int(dpx * 4), int(dpy * 4)), int(r * 4), 1.0, -1, cv2.LINE_AA, shift=2)
-            else:
-                pts = np.array([(dpx - r, dpy - r), (dpx + r, dpy - r), (dpx + r, dpy + r), (dpx - r, dpy + r)])
-                cv2.fillPoly(target, [np.round(pts * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+            r = dp_r
+            gap_w = spacing if i < n - 1 else spacing
+            dpx = ox + cx + w + max(r + 0.1 * t, min(gap_w - r - 0.1 * t, gap_w * dp_pos))
+            dpy = oy + H - r
+            targets = [lit, dp_mask] if i in dp_after else [ghost]
+            for target in targets:
+                if shape == "round" or kind == "led":
+                    cv2.circle(target, (int(dpx * 4), int(dpy * 4)), int(r * 4), 1.0, -1, cv2.LINE_AA, shift=2)
+                else:
+                    pts = np.array([(dpx - r, dpy - r), (dpx + r, dpy - r), (dpx + r, dpy + r), (dpx - r, dpy + r)])
+                    cv2.fillPoly(target, [np.round(pts * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+                if dp_comma:
+                    tail = np.array([(dpx + r * 0.2, dpy + r * 0.6), (dpx + r, dpy + r * 0.4),
+                                     (dpx - r * 0.6, dpy + r * 2.6)])
+                    cv2.fillPoly(target, [np.round(tail * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+            if i in dp_after:
+                elements.append((".", (dpx - r, dpy - r, dpx + r, dpy + r * (2.6 if dp_comma else 1.0))))
     ink = lit if _chance(rng, 0.85) else ghost
     text_x1 = ox + digits_w
     if unit:
@@ -376,7 +396,7 @@ def render_display(rng, cells=None, dp_after=None, label=None, small_last=None):
         else:
             _put_text(tgt, str(rng.choice(["NET", "~", "*", "M", "B"])), lx, oy + H * 0.45, H * 0.2, 1, cv2.FONT_HERSHEY_SIMPLEX)
 
-    img = _composite(rng, pal, lit, ghost, (cw, ch), bez, shear)
+    img = _composite(rng, pal, lit, ghost, (cw, ch), bez, shear, H)
     digits_box = (ox, oy, ox + digits_w, oy + H)
     text_box = (ox, oy, text_x1, oy + H)
     window = (bez, bez, bez + win_w, bez + win_h)
@@ -385,26 +405,28 @@ def render_display(rng, cells=None, dp_after=None, label=None, small_last=None):
         if c != " ":
             first_cell = (ox + xs[i][0], ox + xs[i][0] + xs[i][1] + shear * H)
             break
+    assert "".join(e[0] for e in elements) == label, (elements, label)
     return {
         "img": img, "label": label, "digits_box": digits_box, "text_box": text_box, "window": window,
-        "first_cell": first_cell, "H": H, "kind": kind,
+        "first_cell": first_cell, "H": H, "kind": kind, "lit": lit, "dp_mask": dp_mask,
+        "elements": elements, "stroke": t, "shear": shear,
     }
 
 
-def _composite(rng, pal, lit, ghost, size, bez, shear):
+def _composite(rng, pal, lit, ghost, size, bez, shear, H):
     cw, ch = size
     kind = pal["kind"]
     bg = np.empty((ch, cw, 3), np.float32)
     bg[...] = pal["bg"].astype(np.float32)
     # background texture inside the window
     if kind == "lcd" and _chance(rng, 0.5):
-        bg *= (1 + rng.normal(0, 0.015, (ch, cw, 1))).astype(np.float32)
+        bg *= 1 + rng.standard_normal((ch, cw, 1), dtype=np.float32) * np.float32(0.015)
     fg = pal["fg"].astype(np.float32)
     if kind in ("lcd", "backlit") and pal["glow"] == 0.0:
         a = pal["alpha"]
         m = np.clip(lit * a + ghost * pal["ghost"], 0, 1)
         if pal["shadow"] > 0:
-            dx, dy = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+            dx, dy = int(round(H * _u(rng, 0.02, 0.09))), int(round(H * _u(rng, 0.02, 0.09)))
             sh = np.roll(np.roll(lit, dy, 0), dx, 1)
             sh = cv2.GaussianBlur(sh, (0, 0), _u(rng, 0.5, 2.0)) * pal["shadow"]
             bg = bg * (1 - sh[..., None] * 0.6)
@@ -413,14 +435,19 @@ def _composite(rng, pal, lit, ghost, size, bez, shear):
         m = np.clip(lit * pal["alpha"] + ghost * pal["ghost"], 0, 1)
         img = bg * (1 - m[..., None]) + fg * m[..., None]
         if pal["glow"] > 0:
-            s = _u(rng, 1.5, 6.0)
+            s = H * _u(rng, 0.035, 0.13)
             bloom = cv2.GaussianBlur(lit, (0, 0), s)
             img = img + bloom[..., None] * fg * pal["glow"]
             if kind == "led" and _chance(rng, 0.6):
                 # saturated cores look whitish
                 img = img + (lit[..., None] * _u(rng, 0, 120))
+        if kind in ("led", "vfd") and _chance(rng, 0.12):
+            # multiplexed display seen by a rolling shutter: soft dark bands across it
+            yy = np.arange(ch, dtype=np.float32)[:, None, None]
+            f = 2 * math.pi * _u(rng, 0.5, 2.5) / ch
+            img = img * (1 - _u(rng, 0.15, 0.5) * (0.5 + 0.5 * np.sin(yy * f + _u(rng, 0, 6.3))))
         if kind == "vfd" and _chance(rng, 0.7):
-            step = int(rng.integers(3, 7))
+            step = max(2, int(round(H * _u(rng, 0.06, 0.14))))
             mesh = np.ones((ch, cw), np.float32)
             mesh[::step, :] *= 0.55
             mesh[:, ::step] *= 0.55
@@ -524,8 +551,9 @@ def _sensor(rng, img):
         mean = img.mean()
         k = _u(rng, 0.4, 0.85)
         img = mean + (img - mean) * k + _u(rng, -30, 30)
+    img = img.astype(np.float32, copy=False)
     if _chance(rng, 0.4):  # gamma / exposure
-        img = 255.0 * np.power(np.clip(img, 0, 255) / 255.0, _u(rng, 0.6, 1.6))
+        img = np.float32(255.0) * np.power(np.clip(img, 0, 255) / np.float32(255.0), np.float32(_u(rng, 0.6, 1.6)))
     if _chance(rng, 0.08):  # moire: fine interference pattern
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         f = _u(rng, 0.3, 1.2)
@@ -534,8 +562,9 @@ def _sensor(rng, img):
         img = img * (1 + _u(rng, 0.03, 0.12) * pat[..., None])
     if _chance(rng, 0.85):  # sensor noise (shot + read), partly colour
         sigma = _u(rng, 1, 6) if _chance(rng, 0.7) else _u(rng, 6, 12)
-        noise = rng.normal(0, sigma, (h, w, 1)) + rng.normal(0, sigma * 0.4, (h, w, 3))
-        shot = rng.normal(0, 1, (h, w, 3)) * np.sqrt(np.clip(img, 0, 255)) * _u(rng, 0, 0.6)
+        f32 = np.float32
+        noise = rng.standard_normal((h, w, 1), dtype=f32) * f32(sigma) + rng.standard_normal((h, w, 3), dtype=f32) * f32(sigma * 0.4)
+        shot = rng.standard_normal((h, w, 3), dtype=f32) * np.sqrt(np.clip(img, 0, 255)) * f32(_u(rng, 0, 0.6))
         img = img + noise + shot
     img = np.clip(img, 0, 255).astype(np.uint8)
     if _chance(rng, 0.75):
@@ -546,62 +575,157 @@ def _sensor(rng, img):
     return np.ascontiguousarray(img)
 
 
-def _quad_warp(rng, img, box, out_h, persp, rot_deg):
-    """Warps the axis-aligned box (x0,y0,x1,y1) of img to an output of height out_h, with
-    perspective jitter and a small rotation of the sampling quad."""
+def _homography(rng, box, H):
+    """Random perspective + rotation of the display around the text box (x0, y0, x1, y1):
+    corners move up to +-0.3 H sideways and +-0.16 H up/down (a phone held at an angle,
+    keystone of up to ~30 % on a short display) in 60 %, rotation +-5 deg in 60 %."""
     x0, y0, x1, y1 = box
-    bw, bh = x1 - x0, y1 - y0
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
-    if persp > 0:
-        quad += rng.uniform(-persp, persp, (4, 2)).astype(np.float32) * np.array([bw, bh], np.float32) * 0.5
-    if rot_deg:
-        a = math.radians(rot_deg)
+    src = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+    dst = src.copy()
+    if _chance(rng, 0.6):
+        k = _u(rng, 0.2, 1.0)
+        dst[:, 0] += rng.uniform(-0.3, 0.3, 4).astype(np.float32) * H * k
+        dst[:, 1] += rng.uniform(-0.16, 0.16, 4).astype(np.float32) * H * k
+    if _chance(rng, 0.6):
+        a = math.radians(_u(rng, -5, 5))
+        c = np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float32)
         R = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], np.float32)
-        quad = (quad - [cx, cy]) @ R.T + [cx, cy]
-    out_w = max(4, int(round(out_h * bw / max(bh, 1))))
-    dst = np.array([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]], np.float32)
-    M = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
-    border = cv2.BORDER_REPLICATE if _chance(rng, 0.5) else cv2.BORDER_REFLECT
-    interp = cv2.INTER_AREA if _chance(rng, 0.5) else cv2.INTER_LINEAR
-    # Down-sampling with warpPerspective aliases; pre-blur proportional to the scale factor.
-    scale = out_h / max(bh, 1)
+        dst = (dst - c) @ R.T + c
+    return cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+
+
+def _apply(M, pts):
+    pts = np.asarray(pts, np.float32).reshape(-1, 1, 2)
+    return cv2.perspectiveTransform(pts, M).reshape(-1, 2)
+
+
+def _box_pts(b):
+    x0, y0, x1, y1 = b
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def _warp(img, M, size, scale, border):
+    """warpPerspective with an anti-alias pre-blur when the image is shrunk."""
     if scale < 0.7:
         img = cv2.GaussianBlur(img, (0, 0), 0.45 / scale)
-    return cv2.warpPerspective(img, M, (out_w, out_h), flags=interp if interp == cv2.INTER_LINEAR else cv2.INTER_LINEAR,
-                               borderMode=border)
+    return cv2.warpPerspective(img, M, size, flags=cv2.INTER_LINEAR, borderMode=border)
 
 
-def make_crop(rng):
-    """One training/evaluation crop: (RGB uint8 image, label)."""
+def legibility(gray, lit, dp, elements, M, stroke_px):
+    """Smallest contrast-to-noise ratio d' over the label's characters in the final grey crop:
+    |mean(lit) - mean(background)| / (std(background) + 1) inside each character's box after
+    a light smoothing (a reader integrates over a stroke). Background includes unlit ghost
+    segments, glare and shadow edges, so a digit washed out by glare or lost in noise scores
+    low. Returns (min d', per-character list)."""
+    g = cv2.GaussianBlur(gray, (0, 0), max(0.5, 0.3 * stroke_px))
+    h, w = g.shape
+    out = []
+    for ch, box in elements:
+        q = _apply(M, _box_pts(box))
+        x0, y0 = np.floor(q.min(0)).astype(int) - 1
+        x1, y1 = np.ceil(q.max(0)).astype(int) + 2
+        if ch == ".":  # include the surroundings of the small point
+            pad = int(math.ceil(stroke_px))
+            x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            out.append(0.0)
+            continue
+        m = (dp if ch == "." else lit)[y0:y1, x0:x1]
+        allm = lit[y0:y1, x0:x1]
+        gg = g[y0:y1, x0:x1]
+        mx = float(m.max()) if m.size else 0.0
+        on = m >= max(0.25, 0.5 * mx)
+        off = allm < 0.05
+        if mx < 0.25 or on.sum() < 1 or off.sum() < 3:
+            out.append(0.0)
+            continue
+        c = abs(float(gg[on].mean()) - float(gg[off].mean()))
+        v = c / (float(gg[off].std()) + 1.0)
+        out.append(v / POINT_FACTOR if ch == "." else v)
+    return (min(out) if out else 99.0), out
+
+
+# d' below this is treated as illegible (see README): the sample is drawn again.
+MIN_LEGIBILITY = 1.0
+# a decimal point must stand out more clearly (d' >= 1.25): a reader knows where digits are,
+# but a faint dot in the gap is easy to miss or to imagine
+POINT_FACTOR = 1.25
+
+
+def make_crop(rng, return_info=False):
+    """One training/evaluation crop: (RGB uint8 image, label). Crops whose label a person
+    could not read (legibility d' < MIN_LEGIBILITY: digit or point washed out by glare, lost
+    in noise, blur or contrast) are drawn again from the same generator (up to 6 times)."""
+    for _ in range(6):
+        res = _make_crop_once(rng)
+        if res[2] >= MIN_LEGIBILITY:
+            break
+    return res if return_info else res[:2]
+
+
+def _make_crop_once(rng):
     r = rng.random()
     if r < 0.04:
-        return make_negative(rng), ""
-    d = render_display(rng)
-    img = d["img"].astype(np.float32)
+        return make_negative(rng), "", 99.0
+    # final digit height in the crop: low resolution in 80 % (13-56 px), sharp in 20 %
+    digit_px = _u(rng, 13, 56) if _chance(rng, 0.8) else _u(rng, 56, 110)
+    d = render_display(rng, H=float(np.clip(1.25 * digit_px, 20, 44)) * _u(rng, 0.9, 1.1))
+    img, lit, dpm = d["img"].astype(np.float32), d["lit"], d["dp_mask"]
     H = d["H"]
-    img = _lighting(rng, img)
-    img = _blur(rng, img, H)
-    x0, y0, x1, y1 = d["text_box"] if _chance(rng, 0.75) else d["digits_box"]
-    # margins: from tight to loose (loose includes bezel and annotations)
+    tb = d["text_box"] if _chance(rng, 0.75) else d["digits_box"]
+    # perspective/rotation of the display, then an axis-aligned crop around the warped
+    # digits: margins from tight to loose (loose includes bezel and annotations)
+    P = _homography(rng, tb, H)
+    q = _apply(P, _box_pts(tb))
+    x0, y0 = q.min(0)
+    x1, y1 = q.max(0)
     ml = H * (_u(rng, 0.03, 0.4) if _chance(rng, 0.7) else _u(rng, 0.4, 1.6))
     mr = H * (_u(rng, 0.03, 0.4) if _chance(rng, 0.7) else _u(rng, 0.4, 1.4))
     mt = H * (_u(rng, 0.03, 0.3) if _chance(rng, 0.7) else _u(rng, 0.3, 1.0))
     mb = H * (_u(rng, 0.03, 0.3) if _chance(rng, 0.7) else _u(rng, 0.3, 0.9))
     bx0, by0, bx1, by1 = x0 - ml, y0 - mt, x1 + mr, y1 + mb
-    if d["first_cell"] is not None and _chance(rng, 0.07):
-        fx0, fx1 = d["first_cell"]
-        bx0 = fx0 + (fx1 - fx0) * _u(rng, 0.05, 0.3)
-    digit_px = _u(rng, 13, 56) if _chance(rng, 0.8) else _u(rng, 56, 110)
-    out_h = int(max(8, round((by1 - by0) / H * digit_px)))
-    persp = _u(rng, 0, 0.25) if _chance(rng, 0.6) else 0.0
-    rot = _u(rng, -5, 5) if _chance(rng, 0.6) else 0.0
-    crop = _quad_warp(rng, img, (bx0, by0, bx1, by1), out_h, persp, rot)
-    out = _sensor(rng, crop.astype(np.float32))
+    if d["label"] and d["label"][0] != "-" and _chance(rng, 0.07):
+        # partly cut leading digit: the crop edge cuts 15-60 % of a stroke into the leftmost
+        # lit pixels of the first digit (it stays readable, and labelled)
+        ex0, ey0, ex1, ey1 = [int(v) for v in d["elements"][0][1]]
+        sub = lit[max(0, ey0):ey1 + 1, max(0, ex0):ex1 + 2]
+        ys, xs = np.nonzero(sub > 0.5)
+        if len(xs):
+            pts = np.stack([xs + max(0, ex0), ys + max(0, ey0)], 1)[:: max(1, len(xs) // 200)]
+            bx0 = float(_apply(P, pts)[:, 0].min()) + d["stroke"] * _u(rng, 0.15, 0.6)
+    # the canvas must cover the whole crop (no mirrored digits from a reflected border):
+    # extend it with its own edge colour (the scale body around the bezel)
+    pre = _apply(np.linalg.inv(P), _box_pts((bx0, by0, bx1, by1)))
+    ch, cw = img.shape[:2]
+    pl = int(max(0, math.ceil(-pre[:, 0].min()) + 2))
+    pt = int(max(0, math.ceil(-pre[:, 1].min()) + 2))
+    pr = int(max(0, math.ceil(pre[:, 0].max() - cw) + 2))
+    pb = int(max(0, math.ceil(pre[:, 1].max() - ch) + 2))
+    if pl or pt or pr or pb:
+        img = cv2.copyMakeBorder(img, pt, pb, pl, pr, cv2.BORDER_REPLICATE)
+        lit = cv2.copyMakeBorder(lit, pt, pb, pl, pr, cv2.BORDER_CONSTANT, value=0)
+        dpm = cv2.copyMakeBorder(dpm, pt, pb, pl, pr, cv2.BORDER_CONSTANT, value=0)
+    Tpad = np.array([[1, 0, -pl], [0, 1, -pt], [0, 0, 1]], np.float64)
+    img = _lighting(rng, img)
+    img = _blur(rng, img, H)
+    s = digit_px / H
+    out_h = int(max(8, round((by1 - by0) * s)))
+    out_w = int(max(4, round((bx1 - bx0) * s)))
+    T = np.array([[s, 0, -bx0 * s], [0, s, -by0 * s], [0, 0, 1]], np.float64)
+    M = T @ P @ Tpad
+    crop = _warp(img, M, (out_w, out_h), s, cv2.BORDER_REPLICATE)
+    out = _sensor(rng, crop)
+    leg = 99.0
+    if d["elements"]:
+        lit = _warp(lit, M, (out_w, out_h), s, cv2.BORDER_CONSTANT)
+        dp = _warp(dpm, M, (out_w, out_h), s, cv2.BORDER_CONSTANT)
+        Mc = T @ P  # element boxes are in unpadded canvas coordinates
+        leg, _ = legibility(to_gray(out), lit, dp, d["elements"], Mc, d["stroke"] * s)
     if _chance(rng, 0.2):  # phone digital zoom: re-upscale the low resolution crop
         f = _u(rng, 1.3, 3.0)
         out = cv2.resize(out, (int(out.shape[1] * f), int(out.shape[0] * f)), interpolation=cv2.INTER_LINEAR)
-    return out, d["label"]
+    return out, d["label"], leg
 
 
 def make_negative(rng):
