@@ -153,7 +153,7 @@ pub struct Features {
 }
 
 /// Names of [`Features::vector`] entries, as stored in `calibration.json`.
-pub const FEATURE_NAMES: [&str; 9] = [
+pub const FEATURE_NAMES: [&str; 10] = [
     "lp",
     "ln_min_step",
     "ln_min_char",
@@ -163,6 +163,7 @@ pub const FEATURE_NAMES: [&str; 9] = [
     "lp_min",
     "edge_left",
     "edge_right",
+    "ln_point_alt",
 ];
 
 impl Features {
@@ -186,8 +187,16 @@ impl Features {
         }
     }
 
+    /// The missed-point evidence on a log scale (floored at 1e-6). A point the path did not
+    /// emit matters from very small probabilities on (1e-4 against 1e-6 already tells a
+    /// faint point from none), which a linear weight on `point_alt` cannot express; with it
+    /// the calibration accepts twice the crops at the same wrong-rate.
+    pub fn ln_point_alt(&self) -> f32 {
+        self.point_alt.max(1e-6).ln()
+    }
+
     /// Feature vector in the order of [`FEATURE_NAMES`].
-    pub fn vector(&self) -> [f32; 9] {
+    pub fn vector(&self) -> [f32; 10] {
         [
             self.lp,
             self.ln_min_step,
@@ -198,6 +207,7 @@ impl Features {
             self.lp_min,
             self.edge_left,
             self.edge_right,
+            self.ln_point_alt(),
         ]
     }
 }
@@ -305,7 +315,7 @@ impl Calibration {
     pub fn neutral() -> Calibration {
         Calibration {
             features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-            weights: vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            weights: vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
             bias: 0.0,
             knots: vec![(-30.0, 0.0), (0.0, 0.84)],
             implausible_cap: 0.3,
@@ -359,6 +369,21 @@ mod tests {
         for bad in ["", ".5", "5.", "1.2.3", "1-2", "-.", "-.5"] {
             assert!(!plausible(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn missed_point_evidence_is_on_a_log_scale_with_a_floor() {
+        let f = |p: f32| Features {
+            point_alt: p,
+            ..Features::default()
+        };
+        assert!((f(1e-4).ln_point_alt() - 1e-4f32.ln()).abs() < 1e-5);
+        // no point at all, or a rounding to zero, reads as the floor, not as -infinity
+        assert_eq!(f(0.0).ln_point_alt(), 1e-6f32.ln());
+        assert_eq!(f(1e-9).ln_point_alt(), 1e-6f32.ln());
+        let v = f(0.5).vector();
+        assert_eq!(v.len(), FEATURE_NAMES.len());
+        assert_eq!(v[FEATURE_NAMES.len() - 1], 0.5f32.ln());
     }
 
     #[test]

@@ -197,8 +197,8 @@ pub fn evaluate_with(
 
 /// Header of [`write_features`]' CSV.
 pub const FEATURES_HEADER: &str = "file,expected,correct,text,confidence,region_confidence,\
-lp,ln_min_step,ln_min_char,point_alt,agree,len,lp_min,edge_left,edge_right,candidates,grown_disagrees,\
-grown_replaced,pass0,pass1,pass2,x,y,w,h,ms";
+lp,ln_min_step,ln_min_char,point_alt,agree,len,lp_min,edge_left,edge_right,ln_point_alt,candidates,\
+grown_disagrees,grown_replaced,pass0,pass1,pass2,x,y,w,h,ms";
 
 /// Writes one CSV row per labelled image of `dir` with the reading, the calibrator's
 /// features and the localisation trace (`metcon-ocr features`; input of
@@ -235,7 +235,7 @@ pub fn write_features(
         let pass = |i: usize| tr.pass_texts.get(i).cloned().unwrap_or_default();
         writeln!(
             out,
-            "{},{},{},{},{:.6},{:.6},{:.5},{:.5},{:.5},{:.5},{},{},{:.5},{:.4},{:.4},{},{},{},{},{},{},{},{},{},{},{:.2}",
+            "{},{},{},{},{:.6},{:.6},{:.5},{:.5},{:.5},{:.5},{},{},{:.5},{:.4},{:.4},{:.5},{},{},{},{},{},{},{},{},{},{},{:.2}",
             row.file,
             quote(&row.text),
             u8::from(r.text == row.text),
@@ -251,6 +251,7 @@ pub fn write_features(
             f.lp_min,
             f.edge_left,
             f.edge_right,
+            f.ln_point_alt(),
             tr.candidates,
             u8::from(tr.grown_disagrees),
             u8::from(tr.grown_replaced),

@@ -8,7 +8,7 @@ set): `--crops` (fixed regions: three passes at 100 / 88 / 112 % width, combined
 
 Model (implemented identically in Rust, `decode::Calibration`; README.md has the details):
   z = bias + w . features       (lp, ln_min_step, ln_min_char, point_alt, agree, len,
-                                lp_min, edge_left, edge_right; see decode.rs)
+                                lp_min, edge_left, edge_right, ln_point_alt; see decode.rs)
   confidence = piecewise-linear monotone map of z (knots), implausible strings capped at 0.3
 1. Cross-fitted scores: each half of the crops scored by a logistic regression (L2) fitted
    on the other half; the largest set of top cross-fitted scores whose wrong-rate is <=
@@ -27,7 +27,8 @@ import json
 
 import numpy as np
 
-FEATURES = ["lp", "ln_min_step", "ln_min_char", "point_alt", "agree", "len", "lp_min", "edge_left", "edge_right"]
+FEATURES = ["lp", "ln_min_step", "ln_min_char", "point_alt", "agree", "len", "lp_min", "edge_left", "edge_right",
+            "ln_point_alt"]
 CAP = 0.3
 DISAGREE_CAP = 0.5
 THRESHOLD = 0.85
