@@ -33,7 +33,7 @@ static CALIBRATION_JSON: &str = include_str!("../model/calibration.json");
 /// Smallest side (pixels) of a region that is worth reading.
 pub const MIN_SIDE: u32 = 8;
 /// Candidate regions tried in full photos.
-const MAX_CANDIDATES: usize = 7;
+const MAX_CANDIDATES: usize = 6;
 const CLASSES: usize = 13;
 /// Horizontal stretches of the three passes over a region: the crop as is, then narrower
 /// and wider (a reading that changes with a 12 % stretch is not to be trusted).
